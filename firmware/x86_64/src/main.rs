@@ -1,0 +1,53 @@
+//! Ember for x86_64: PVH entry, platform bring-up and the boot flow.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod acpi;
+mod arch;
+mod console;
+mod memory;
+mod pci;
+mod phys;
+mod power;
+mod pvh;
+mod time;
+
+/// First Rust code; called from `entry.s` in long mode with the boot stack.
+#[no_mangle]
+extern "C" fn rust_start(start_info: u64) -> ! {
+    time::mark_start();
+    console::init(log::LevelFilter::Info);
+    arch::exceptions::init();
+    time::calibrate();
+    log::info!("Ember {} (x86_64, PVH entry)", env!("CARGO_PKG_VERSION"));
+
+    // SAFETY: `start_info` is what the VMM passed in %ebx at the PVH entry.
+    let info = match unsafe { pvh::parse(start_info) } {
+        Ok(i) => i,
+        Err(e) => {
+            log::warn!("PVH: {e}; continuing without VMM boot information");
+            pvh::BootInfo::empty()
+        }
+    };
+    if let Some(level) = pvh::cmdline_value(info.cmdline, "ember.log").and_then(|l| l.parse().ok()) {
+        console::set_level(level);
+    }
+    log::debug!("TSC {} kHz ({}), command line {:?}", time::tsc_khz(), time::source(), info.cmdline);
+    memory::init(&info);
+    // SAFETY: the RSDP address is the VMM's (or 0).
+    let platform = power::init(unsafe { acpi::discover(info.rsdp) });
+    let t = time::since_start_us();
+    let devs = devices::discover(platform, info.cmdline);
+    log::info!("devices: {} disk(s) in {} us", devs.len(), time::since_start_us() - t);
+    power::poweroff()
+}
+
+mod devices;
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    print!("\n!!! Ember panic: {}\n", info);
+    arch::io::halt_forever()
+}

@@ -1,0 +1,121 @@
+//! The machine's memory map, the page allocator over it, and the heap.
+//!
+//! The map starts as the VMM's (PVH memmap, or CMOS sizes as a fallback);
+//! every allocation Ember makes — its heap, page tables, DMA rings, the
+//! kernel, initrds, boot parameters — is recorded in it, and the map is what
+//! the OS receives as its E820 table.
+
+use crate::arch::io::{inb, outb};
+use crate::arch::paging;
+use crate::{phys, pvh};
+use ember_mem::{MemKind, MemoryMap, Strategy, PAGE_SIZE};
+use linked_list_allocator::LockedHeap;
+use spin::Mutex;
+
+/// Capacity of the map: VMM entries plus every allocation Ember makes.
+pub type Map = MemoryMap<256>;
+
+/// The global memory map (and page allocator).
+pub static MAP: Mutex<Map> = Mutex::new(Map::new());
+
+#[global_allocator]
+static HEAP: LockedHeap = LockedHeap::empty();
+
+/// Below 1 MiB live the VMM's tables and legacy areas; Ember never allocates there.
+const LOW_LIMIT: u64 = 1 << 20;
+const FOUR_GIB: u64 = 1 << 32;
+
+extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// Memory sizes from the CMOS (QEMU fills 0x34/0x35 and 0x5b-0x5d).
+fn cmos_fallback(map: &mut Map) {
+    let rd = |r: u8| {
+        // SAFETY: the RTC/CMOS index and data ports; reads only.
+        unsafe {
+            outb(0x70, r);
+            inb(0x71)
+        }
+    };
+    let below4g = (u64::from(rd(0x34)) | u64::from(rd(0x35)) << 8) * 65536 + (16 << 20);
+    let above4g = (u64::from(rd(0x5b)) | u64::from(rd(0x5c)) << 8 | u64::from(rd(0x5d)) << 16) * 65536;
+    let _ = map.add(0, 0x9fc00, MemKind::Free);
+    let _ = map.add(0x9fc00, LOW_LIMIT, MemKind::Reserved);
+    let _ = map.add(LOW_LIMIT, below4g.min(0xb000_0000), MemKind::Free);
+    if above4g != 0 {
+        let _ = map.add(FOUR_GIB, FOUR_GIB + above4g, MemKind::Free);
+    }
+    log::warn!(
+        "memory: no map from the VMM; CMOS says {} MiB below 4 GiB, {} MiB above",
+        below4g >> 20,
+        above4g >> 20
+    );
+}
+
+/// Allocate zeroed pages for Ember's own use (tables, DMA rings), below 4 GiB.
+pub fn alloc_pages(pages: u64) -> Option<u64> {
+    let a = MAP
+        .lock()
+        .allocate_in_range(pages, PAGE_SIZE, LOW_LIMIT, FOUR_GIB - 1, MemKind::FirmwareData, Strategy::TopDown)
+        .ok()?;
+    // SAFETY: just allocated for Ember in the map; identity-mapped below 4 GiB.
+    unsafe { phys::bytes_mut(a, (pages * PAGE_SIZE) as usize) }.fill(0);
+    Some(a)
+}
+
+/// Build the map, reserve Ember's image, map all RAM and start the heap.
+pub fn init(info: &pvh::BootInfo) {
+    let mut map = MAP.lock();
+    let mut n = 0;
+    for e in info.memmap() {
+        if map.add_firmware_range(e.addr, e.size, e.kind).is_err() {
+            log::warn!("memory: map full, dropped entries from {:#x}", e.addr);
+            break;
+        }
+        n += 1;
+    }
+    if n == 0 {
+        cmos_fallback(&mut map);
+    }
+    // SAFETY: linker-provided symbols; only their addresses are used.
+    let (start, end) = unsafe { (&__image_start as *const u8 as u64, &__image_end as *const u8 as u64) };
+    if let Err(e) = map.add(start, end, MemKind::Firmware) {
+        log::warn!("memory: could not reserve Ember's image: {e}");
+    }
+    let top = map.regions().iter().filter(|r| r.kind == MemKind::Free).map(|r| r.end).max().unwrap_or(0);
+    let free = map.total_free();
+    // Heap: enough for directory listings and bookkeeping; files are read in place.
+    let heap_pages = (free / 32 / PAGE_SIZE).clamp(512, 8192);
+    let heap = map.allocate_in_range(
+        heap_pages,
+        PAGE_SIZE,
+        LOW_LIMIT,
+        FOUR_GIB - 1,
+        MemKind::FirmwareData,
+        Strategy::TopDown,
+    );
+    drop(map);
+    match heap {
+        Ok(h) => {
+            // SAFETY: the range was just allocated for the heap and is used by nothing else.
+            unsafe { HEAP.lock().init(h as usize as *mut u8, (heap_pages * PAGE_SIZE) as usize) };
+        }
+        Err(e) => {
+            log::error!("memory: no room for a heap: {e}");
+            crate::arch::io::halt_forever();
+        }
+    }
+    if top > FOUR_GIB {
+        // SAFETY: [4 GiB, top) is RAM per the map; tables come from the allocator.
+        let ok = unsafe { paging::map_identity(FOUR_GIB, top, &mut || alloc_pages(1)) };
+        if !ok {
+            log::warn!("memory: could not map RAM above 4 GiB");
+        }
+    }
+    log::info!("memory: {} MiB usable, top of RAM {:#x}, heap {} KiB", free >> 20, top, heap_pages * 4);
+    for r in MAP.lock().regions() {
+        log::debug!("  {:#012x}-{:#012x} {:?}", r.start, r.end, r.kind);
+    }
+}

@@ -1,0 +1,62 @@
+//! Power-off and reset, through ACPI where the VMM describes it, with the
+//! legacy PC fallbacks after.
+
+use crate::acpi::{Gas, Platform};
+use crate::arch::io::{halt_forever, outb, outw};
+use spin::Once;
+
+static PLATFORM: Once<Platform> = Once::new();
+
+/// Remember the ACPI facts for the power paths.
+pub fn init(p: Platform) -> &'static Platform {
+    PLATFORM.call_once(|| p)
+}
+
+/// Write a byte to a Generic Address Structure register.
+///
+/// # Safety
+/// `g` must be a register the VMM's FADT named for this purpose.
+unsafe fn gas_write8(g: &Gas, v: u8) {
+    match g.space {
+        // SAFETY: system I/O space register named by the FADT.
+        1 => unsafe { outb(g.address.get() as u16, v) },
+        // SAFETY: system memory register named by the FADT, identity-mapped.
+        0 => unsafe { core::ptr::write_volatile(g.address.get() as usize as *mut u8, v) },
+        _ => {}
+    }
+}
+
+/// Turn the machine off; halts if nothing works.
+pub fn poweroff() -> ! {
+    log::info!("Ember: powering off");
+    if let Some(p) = PLATFORM.get() {
+        let typ = p.s5_typ.unwrap_or(0);
+        if let Some(g) = &p.sleep_control {
+            // SAFETY: the FADT's sleep control register: SLP_TYP | SLP_EN.
+            unsafe { gas_write8(g, ((typ & 7) << 2) | (1 << 5)) };
+        }
+        if let Some(port) = p.pm1a_cnt {
+            // SAFETY: the FADT's PM1a control block: SLP_TYP | SLP_EN.
+            unsafe { outw(port, (u16::from(typ & 7) << 10) | (1 << 13)) };
+        }
+    }
+    crate::time::stall_us(10_000);
+    log::error!("Ember: power-off did not take effect; halting");
+    halt_forever()
+}
+
+/// Reset the machine.
+pub fn reset() -> ! {
+    if let Some((g, v)) = PLATFORM.get().and_then(|p| p.reset.as_ref()) {
+        // SAFETY: the FADT's reset register and value.
+        unsafe { gas_write8(g, *v) };
+    }
+    // SAFETY: 0xCF9 (PCI reset control) and the keyboard controller's
+    // pulse-reset command are the PC reset paths; we are going down anyway.
+    unsafe {
+        outb(0xcf9, 0x06);
+        outb(0x64, 0xfe);
+    }
+    crate::time::stall_us(10_000);
+    halt_forever()
+}
