@@ -99,7 +99,7 @@ pub fn check_request(
     capacity: u64,
 ) -> Result<u64, BlockError> {
     let bs = block_size as usize;
-    if bs == 0 || len % bs != 0 {
+    if bs == 0 || !len.is_multiple_of(bs) {
         return Err(BlockError::Misaligned { len, block_size });
     }
     let blocks = (len / bs) as u64;
