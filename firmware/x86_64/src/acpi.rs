@@ -143,6 +143,8 @@ pub struct Platform {
     pub hw_reduced: bool,
     pub reset: Option<(Gas, u8)>,
     pub s5_typ: Option<u8>,
+    /// virtio-mmio transports declared in the DSDT (`LNRO0005`), as (base, size).
+    pub virtio_mmio: alloc::vec::Vec<(u64, u64)>,
 }
 
 fn checksum_ok(b: &[u8]) -> bool {
@@ -210,6 +212,31 @@ fn find_s5(dsdt: &[u8]) -> Option<u8> {
         b if b < 0x40 => Some(b),
         _ => None,
     }
+}
+
+/// virtio-mmio devices in the DSDT: each `_HID "LNRO0005"` is followed, in
+/// QEMU's and Firecracker's tables, by a `_CRS` holding one Memory32Fixed
+/// descriptor (tag 0x86, length 9). A full AML interpreter is not needed for
+/// that shape; anything else is simply not found.
+fn find_virtio_mmio(dsdt: &[u8]) -> alloc::vec::Vec<(u64, u64)> {
+    let mut out = alloc::vec::Vec::new();
+    let mut i = 0;
+    while let Some(pos) = dsdt.get(i..).and_then(|d| d.windows(8).position(|w| w == b"LNRO0005")) {
+        let at = i + pos + 8;
+        let window = dsdt.get(at..dsdt.len().min(at + 96)).unwrap_or(&[]);
+        if let Some(d) = window.windows(12).find(|w| w[0] == 0x86 && w[1] == 9 && w[2] == 0) {
+            let base = u32::from_le_bytes([d[4], d[5], d[6], d[7]]);
+            let len = u32::from_le_bytes([d[8], d[9], d[10], d[11]]);
+            if base != 0 && len != 0 {
+                out.push((u64::from(base), u64::from(len)));
+            }
+        }
+        i = at;
+        if out.len() >= 64 {
+            break;
+        }
+    }
+    out
 }
 
 /// Walk the tables from the RSDP (given by the VMM, or scanned for).
@@ -281,6 +308,7 @@ pub unsafe fn discover(rsdp: u64) -> Platform {
                 // SAFETY: the DSDT named by the FADT.
                 if let Some((d, _)) = unsafe { table(dsdt) } {
                     p.s5_typ = find_s5(d);
+                    p.virtio_mmio = find_virtio_mmio(d);
                 }
             }
             _ => {}

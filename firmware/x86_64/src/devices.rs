@@ -5,12 +5,66 @@ use crate::acpi::Platform;
 use crate::arch::paging;
 use crate::memory;
 use crate::pci::{EcamAccess, PortIo};
+use crate::time;
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
+use ember_block::BlockDevice;
 use ember_pci::{BarWindows, ConfigSpace, Device};
+use ember_virtio::{Dma, MmioRegion, Timeout, Transport, VirtioBlk, VirtioMmio, VirtioPci};
 
 /// A disk Ember can boot from.
 pub struct Disk {
-    pub name: alloc::string::String,
+    /// How the console names it, e.g. `virtio-blk 00:03.0`.
+    pub name: String,
+    pub dev: Box<dyn BlockDevice>,
+}
+
+/// DMA pages for virtqueues come from the memory map, below 4 GiB.
+struct FirmwareDma;
+
+// SAFETY: `memory::alloc_pages` returns zeroed, page-aligned RAM recorded as
+// Ember's in the memory map and never freed; Ember is identity-mapped and
+// QEMU/Cloud Hypervisor virtio devices see guest-physical addresses with no
+// IOMMU, coherently.
+unsafe impl Dma for FirmwareDma {
+    fn alloc_zeroed_pages(&self, pages: usize) -> Option<u64> {
+        memory::alloc_pages(pages as u64)
+    }
+}
+
+fn io_timeout() -> Timeout {
+    Timeout::Clock { now_ns: time::now_ns, timeout_ns: 10_000_000_000 }
+}
+
+fn start_blk<T: Transport + 'static>(name: String, t: T, out: &mut Vec<Disk>) {
+    // SAFETY: Ember is identity-mapped without an IOMMU, so buffer addresses
+    // are the physical addresses the device DMAs to; `t` drives a real device.
+    match unsafe { VirtioBlk::new(t, &FirmwareDma, io_timeout()) } {
+        Ok(b) => {
+            log::info!("{name}: {} MiB", b.size_bytes() >> 20);
+            out.push(Disk { name, dev: Box::new(b) });
+        }
+        Err(e) => log::warn!("{name}: cannot use it: {e}"),
+    }
+}
+
+/// Parse `virtio_mmio.device=<size>@<base>:<irq>` (size with K/M/G suffix).
+fn parse_mmio_arg(v: &str) -> Option<(u64, u64)> {
+    let (size, rest) = v.split_once('@')?;
+    let base = rest.split(':').next()?;
+    let (num, mult) = match size.as_bytes().last()? {
+        b'K' | b'k' => (&size[..size.len() - 1], 1 << 10),
+        b'M' | b'm' => (&size[..size.len() - 1], 1 << 20),
+        b'G' | b'g' => (&size[..size.len() - 1], 1 << 30),
+        _ => (size, 1),
+    };
+    let parse = |s: &str| match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    };
+    Some((parse(base)?, parse(num)?.checked_mul(mult)?))
 }
 
 fn pci_windows() -> BarWindows {
@@ -60,6 +114,60 @@ pub fn discover(platform: &Platform, cmdline: &str) -> Vec<Disk> {
         scan_pci(&mut unsafe { PortIo::new() })
     };
     log::info!("pci: {} function(s)", devs.len());
-    let _ = cmdline;
-    Vec::new()
+    let mut disks = Vec::new();
+    let mut cfg_ports;
+    let mut cfg_ecam;
+    let cfg: &mut dyn ConfigSpace = match platform.ecam {
+        // SAFETY: as above; the enumeration's accessor is gone.
+        Some(e) => {
+            cfg_ecam = unsafe { EcamAccess::new(e) };
+            &mut cfg_ecam
+        }
+        // SAFETY: as above.
+        None => {
+            cfg_ports = unsafe { PortIo::new() };
+            &mut cfg_ports
+        }
+    };
+    for d in devs.iter().filter(|d| d.vendor_id == 0x1af4 && (d.device_id == 0x1042 || d.device_id == 0x1001)) {
+        let name = format!("virtio-blk {}", d.bdf);
+        // SAFETY: the BARs were enumerated/assigned above and are identity-mapped MMIO.
+        match unsafe { VirtioPci::new(cfg, d) } {
+            Ok(t) => start_blk(name, t, &mut disks),
+            Err(e) => log::warn!("{name}: {e}"),
+        }
+    }
+
+    // virtio-mmio: the command line (Firecracker, QEMU with auto-kernel-cmdline)
+    // and the DSDT (QEMU microvm) name the transports.
+    let mut mmio: Vec<(u64, u64)> = cmdline
+        .split_ascii_whitespace()
+        .filter_map(|w| w.strip_prefix("virtio_mmio.device="))
+        .filter_map(parse_mmio_arg)
+        .collect();
+    for &(b, l) in &platform.virtio_mmio {
+        if !mmio.iter().any(|&(x, _)| x == b) {
+            mmio.push((b, l));
+        }
+    }
+    for (base, len) in mmio {
+        // SAFETY: the VMM declared a virtio-mmio transport here; the low 4 GiB
+        // is identity-mapped and higher windows are mapped now.
+        let region = unsafe {
+            if base + len > 1 << 32 {
+                paging::map_identity(base, base + len, &mut || memory::alloc_pages(1));
+            }
+            MmioRegion::new(base, len as usize)
+        };
+        let Some(region) = region else { continue };
+        match VirtioMmio::new(region) {
+            Ok(t) if t.device_type() == ember_virtio::device_type::BLOCK => {
+                start_blk(format!("virtio-blk mmio@{base:#x}"), t, &mut disks)
+            }
+            Ok(_) => {}
+            Err(ember_virtio::VirtioError::NoDevice) => {}
+            Err(e) => log::debug!("virtio-mmio at {base:#x}: {e}"),
+        }
+    }
+    disks
 }

@@ -6,6 +6,9 @@ extern crate alloc;
 
 mod acpi;
 mod arch;
+mod boot;
+mod devices;
+mod linux;
 mod console;
 mod memory;
 mod pci;
@@ -39,12 +42,12 @@ extern "C" fn rust_start(start_info: u64) -> ! {
     // SAFETY: the RSDP address is the VMM's (or 0).
     let platform = power::init(unsafe { acpi::discover(info.rsdp) });
     let t = time::since_start_us();
-    let devs = devices::discover(platform, info.cmdline);
-    log::info!("devices: {} disk(s) in {} us", devs.len(), time::since_start_us() - t);
+    let mut disks = devices::discover(platform, info.cmdline);
+    log::info!("devices: {} disk(s) in {} us", disks.len(), time::since_start_us() - t);
+    boot::run(&mut disks, platform.rsdp, info.cmdline);
+    log::error!("Ember: nothing bootable on {} disk(s)", disks.len());
     power::poweroff()
 }
-
-mod devices;
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
