@@ -106,7 +106,7 @@ pub fn discover(platform: &Platform, cmdline: &str) -> Vec<Disk> {
         let size = (u64::from(e.end_bus) - u64::from(e.start_bus) + 1) << 20;
         // SAFETY: the ECAM window named by MCFG is MMIO of this machine.
         unsafe { paging::map_identity(e.base, e.base + size, &mut || memory::alloc_pages(1)) };
-        log::info!("pci: ECAM at {:#x}, buses {}-{}", e.base, e.start_bus, e.end_bus);
+        log::info!("pci: ECAM at {:#x}, segment {}, buses {}-{}", e.base, e.segment, e.start_bus, e.end_bus);
         // SAFETY: MCFG describes this window; Ember is its only user.
         scan_pci(&mut unsafe { EcamAccess::new(e) })
     } else {
@@ -118,13 +118,13 @@ pub fn discover(platform: &Platform, cmdline: &str) -> Vec<Disk> {
     let mut cfg_ports;
     let mut cfg_ecam;
     let cfg: &mut dyn ConfigSpace = match platform.ecam {
-        // SAFETY: as above; the enumeration's accessor is gone.
         Some(e) => {
+            // SAFETY: as above; the enumeration's accessor is gone.
             cfg_ecam = unsafe { EcamAccess::new(e) };
             &mut cfg_ecam
         }
-        // SAFETY: as above.
         None => {
+            // SAFETY: as above; the enumeration's accessor is gone.
             cfg_ports = unsafe { PortIo::new() };
             &mut cfg_ports
         }

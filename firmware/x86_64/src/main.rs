@@ -46,7 +46,7 @@ extern "C" fn rust_start(start_info: u64) -> ! {
     log::info!("devices: {} disk(s) in {} us", disks.len(), time::since_start_us() - t);
     boot::run(&mut disks, platform.rsdp, info.cmdline);
     log::error!("Ember: nothing bootable on {} disk(s)", disks.len());
-    power::poweroff()
+    power::on_failure(pvh::cmdline_value(info.cmdline, "ember.on_failure"))
 }
 
 #[panic_handler]

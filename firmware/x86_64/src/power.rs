@@ -1,5 +1,6 @@
-//! Power-off and reset, through ACPI where the VMM describes it, with the
-//! legacy PC fallbacks after.
+//! Power-off and reset, through ACPI where the VMM describes it (PM1a
+//! control or the hardware-reduced sleep control register; the FADT reset
+//! register), with the legacy PC paths after.
 
 use crate::acpi::{Gas, Platform};
 use crate::arch::io::{halt_forever, outb, outw};
@@ -45,18 +46,33 @@ pub fn poweroff() -> ! {
     halt_forever()
 }
 
-/// Reset the machine.
+/// Reset the machine: the FADT reset register, then 0xCF9, then the
+/// keyboard controller's pulse-reset command.
 pub fn reset() -> ! {
+    log::info!("Ember: resetting");
     if let Some((g, v)) = PLATFORM.get().and_then(|p| p.reset.as_ref()) {
         // SAFETY: the FADT's reset register and value.
         unsafe { gas_write8(g, *v) };
     }
-    // SAFETY: 0xCF9 (PCI reset control) and the keyboard controller's
-    // pulse-reset command are the PC reset paths; we are going down anyway.
+    // SAFETY: 0xCF9 (reset control) and port 0x64 (keyboard controller) are
+    // the PC reset paths; where absent the writes go nowhere.
     unsafe {
         outb(0xcf9, 0x06);
         outb(0x64, 0xfe);
     }
     crate::time::stall_us(10_000);
+    log::error!("Ember: reset did not take effect; halting");
     halt_forever()
+}
+
+/// What to do when nothing could be booted (`ember.on_failure=`).
+pub fn on_failure(policy: Option<&str>) -> ! {
+    match policy {
+        Some("reset") => reset(),
+        Some("halt") => {
+            log::info!("Ember: halted (ember.on_failure=halt)");
+            halt_forever()
+        }
+        _ => poweroff(),
+    }
 }

@@ -42,15 +42,6 @@ pub unsafe fn inl(port: u16) -> u32 {
     v
 }
 
-/// # Safety
-/// As [`inb`].
-pub unsafe fn inw(port: u16) -> u16 {
-    let v: u16;
-    // SAFETY: forwarded to the caller's contract.
-    unsafe { asm!("in ax, dx", out("ax") v, in("dx") port, options(nomem, nostack, preserves_flags)) }
-    v
-}
-
 /// Stop this CPU for good.
 pub fn halt_forever() -> ! {
     loop {

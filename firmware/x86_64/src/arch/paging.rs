@@ -50,7 +50,7 @@ pub unsafe fn map_identity(start: u64, end: u64, alloc_page: &mut dyn FnMut() ->
             let pdpt = (*e4 & ADDR_MASK) as *mut u64;
             let e3 = pdpt.add(i3);
             if *e3 & PRESENT == 0 {
-                if huge1g && a % GIB == 0 && end - a >= GIB {
+                if huge1g && a.is_multiple_of(GIB) && end - a >= GIB {
                     *e3 = a | PRESENT | WRITE | HUGE;
                     a += GIB;
                     continue;
