@@ -1,0 +1,265 @@
+//! QEMU command lines for the two machine types, and a runner that watches
+//! the serial log for the guest's marker.
+
+use crate::guest::MARKER;
+use crate::util::{describe, tool};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Machine {
+    Q35,
+    Microvm,
+}
+
+impl Machine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Machine::Q35 => "q35",
+            Machine::Microvm => "microvm",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Machine> {
+        match s {
+            "q35" => Some(Machine::Q35),
+            "microvm" => Some(Machine::Microvm),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Boot {
+    /// Ember as `-kernel`, the scenario disks as virtio-blk devices.
+    Ember {
+        firmware: PathBuf,
+        disks: Vec<PathBuf>,
+    },
+    /// QEMU's own Linux loader: the baseline Ember is compared against.
+    Direct {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        append: String,
+    },
+}
+
+/// Where the serial console goes.
+pub enum Serial<'a> {
+    File(&'a Path),
+    /// Interactive: serial and monitor multiplexed on stdio (Ctrl-A X quits).
+    Stdio,
+}
+
+pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
+    let mut c = tool("qemu-system-x86_64");
+    match machine {
+        Machine::Q35 => c.args(["-machine", "q35,accel=tcg"]),
+        // No option ROMs: Linux does not need them. The PIT stays: without it
+        // (and with no HPET/PM timer on microvm) Linux cannot calibrate the
+        // TSC and stalls. The RTC stays too: without it Linux busy-waits ~2 s
+        // (virtual) on RTC reads. The ISA UART is COM1 for Ember and Linux.
+        Machine::Microvm => c.args([
+            "-machine",
+            "microvm,accel=tcg,x-option-roms=off,isa-serial=on",
+        ]),
+    };
+    c.args([
+        "-cpu",
+        "max",
+        "-m",
+        "1G",
+        "-smp",
+        "1",
+        "-nographic",
+        "-no-reboot",
+    ]);
+    // No default NIC: its iPXE option ROM only slows q35's boot down.
+    c.args(["-nic", "none"]);
+    // One instruction per virtual ns and no sleeping: the guest TSC becomes a
+    // deterministic "virtual ns since reset", and microvm's TSC calibration
+    // against the PIT works under TCG.
+    c.args(["-icount", "shift=0,sleep=off"]);
+    match serial {
+        Serial::File(p) => {
+            c.arg("-serial").arg(format!("file:{}", p.display()));
+            c.args(["-monitor", "none"]);
+        }
+        Serial::Stdio => {}
+    }
+    match boot {
+        Boot::Ember { firmware, disks } => {
+            c.arg("-kernel").arg(firmware);
+            // snapshot=on: guest writes (e.g. boot counting renames) go to a
+            // throw-away overlay, so cached images stay pristine and parallel
+            // cases can share one image without QEMU's write lock refusing.
+            for (i, d) in disks.iter().enumerate() {
+                c.arg("-drive").arg(format!(
+                    "file={},format=raw,if=none,id=d{i},snapshot=on",
+                    d.display()
+                ));
+                c.arg("-device").arg(match machine {
+                    Machine::Q35 => format!("virtio-blk-pci,drive=d{i},disable-legacy=on"),
+                    Machine::Microvm => format!("virtio-blk-device,drive=d{i}"),
+                });
+            }
+        }
+        Boot::Direct {
+            kernel,
+            initrd,
+            append,
+        } => {
+            c.arg("-kernel")
+                .arg(kernel)
+                .arg("-initrd")
+                .arg(initrd)
+                .arg("-append")
+                .arg(append);
+        }
+    }
+    c
+}
+
+#[derive(Clone, Debug)]
+pub struct Marker {
+    pub variant: String,
+    /// Guest TSC at /init start: virtual ns since reset under -icount.
+    pub tsc: u64,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub cmdline: String,
+    pub log: String,
+    pub marker: Option<Marker>,
+    /// Wall time from spawning QEMU to seeing the marker (or giving up).
+    pub wall: Duration,
+    /// Why no marker was seen, if it was not.
+    pub problem: Option<String>,
+}
+
+/// Find the marker line. It may share a line with kernel output that raced it,
+/// so search anywhere in a line rather than only at its start.
+pub fn parse_marker(log: &str) -> Option<Marker> {
+    log.lines().find_map(|l| {
+        let rest = &l[l.find(MARKER)? + MARKER.len()..];
+        let mut it = rest.split_whitespace();
+        let variant = it.next()?.to_string();
+        let tsc = it.next()?.strip_prefix("tsc=")?.parse().ok()?;
+        Some(Marker { variant, tsc })
+    })
+}
+
+/// Boot and wait for the marker, at most `timeout` of wall time.
+pub fn run(machine: Machine, boot: &Boot, log: &Path, timeout: Duration) -> Outcome {
+    let _ = std::fs::remove_file(log);
+    let mut cmd = command(machine, boot, Serial::File(log));
+    let cmdline = describe(&cmd);
+    let err_path = log.with_extension("stderr");
+    let stderr = std::fs::File::create(&err_path)
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null());
+    // Own process group, so a timeout can kill QEMU and anything it forked.
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .process_group(0);
+    let start = Instant::now();
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return Outcome {
+                cmdline,
+                log: String::new(),
+                marker: None,
+                wall: Duration::ZERO,
+                problem: Some(format!("cannot start QEMU: {e}")),
+            }
+        }
+    };
+    let read = || {
+        std::fs::read(log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let mut problem = None;
+    let mut marker = None;
+    let wall;
+    loop {
+        let text = read();
+        if let Some(m) = parse_marker(&text) {
+            marker = Some(m);
+            wall = start.elapsed();
+            break;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            wall = start.elapsed();
+            // The marker may have landed between the read and the exit.
+            marker = parse_marker(&read());
+            if marker.is_none() {
+                let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+                let err = err.trim_end();
+                let sep = if err.is_empty() { "" } else { "\n" };
+                problem = Some(format!("QEMU exited ({st}) without the marker{sep}{err}"));
+            }
+            break;
+        }
+        if start.elapsed() > timeout {
+            wall = start.elapsed();
+            problem = Some(format!(
+                "no marker after {}s; killed QEMU",
+                timeout.as_secs()
+            ));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The guest powers off right after the marker; give it a moment, then kill.
+    finish(&mut child, Duration::from_secs(10));
+    let _ = std::fs::remove_file(&err_path);
+    Outcome {
+        cmdline,
+        log: read(),
+        marker,
+        wall,
+        problem,
+    }
+}
+
+fn finish(child: &mut Child, grace: Duration) {
+    let until = Instant::now() + grace;
+    while Instant::now() < until {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // std has no killpg; the group id is the child's pid (process_group(0)).
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_marker;
+
+    #[test]
+    fn marker_is_found_even_after_racing_kernel_output() {
+        let log = "[    1.6] Run /init as init process\n[    1.7] random: crngEMBER-MARKER: fat12 tsc=1639703499\r\n";
+        let m = parse_marker(log).expect("marker");
+        assert_eq!((m.variant.as_str(), m.tsc), ("fat12", 1_639_703_499));
+    }
+
+    #[test]
+    fn cmdline_echo_without_marker_prefix_is_not_a_marker() {
+        // Ember and Linux both echo the command line; only /init prints the marker.
+        let log = "cmdline \"console=ttyS0 ember.variant=fat32\"\nKernel panic - not syncing\n";
+        assert!(parse_marker(log).is_none());
+        assert!(parse_marker("EMBER-MARKER: fat32 tsc=\n").is_none());
+    }
+}

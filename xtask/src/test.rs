@@ -1,0 +1,242 @@
+//! `cargo xtask test`: host unit tests, then the boot matrix under QEMU.
+
+use crate::disk::{self, Scenario};
+use crate::guest::{self, guest_dir};
+use crate::qemu::{self, Boot, Machine, Outcome};
+use crate::util::{cargo, mkdirs, run, tail, Result};
+use crate::{firmware, tools};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub struct Opts {
+    pub boot_only: bool,
+    /// Harness self-check: QEMU boots the guest kernel itself (no Ember).
+    pub direct: bool,
+    /// Substring of `scenario/machine` selecting boot cases.
+    pub filter: Option<String>,
+}
+
+/// Wall-clock limit per boot; TCG on a shared 2-core box is slow.
+pub fn boot_timeout() -> Duration {
+    let secs = std::env::var("EMBER_BOOT_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    Duration::from_secs(secs)
+}
+
+struct Case {
+    scenario: Scenario,
+    machine: Machine,
+    disks: Vec<PathBuf>,
+}
+
+impl Case {
+    fn name(&self) -> String {
+        format!("{}/{}", self.scenario.name, self.machine.name())
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+}
+
+/// Returns whether everything passed; the summary line is always printed.
+pub fn test(opts: &Opts) -> Result<bool> {
+    let mut tally = Tally::default();
+    let outcome = run_all(opts, &mut tally);
+    if let Err(e) = &outcome {
+        println!("FAIL setup: {e}");
+        tally.failed += 1;
+    }
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    Ok(outcome.is_ok() && tally.failed == 0)
+}
+
+fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
+    if !opts.boot_only {
+        let host: [(&str, &[&str]); 2] = [
+            ("host-tests", &["test"]),
+            (
+                "host-tests ember-block+std",
+                &["test", "-p", "ember-block", "--features", "std"],
+            ),
+        ];
+        for (name, args) in host {
+            match run(cargo().args(args)) {
+                Ok(()) => {
+                    println!("PASS {name}");
+                    tally.passed += 1;
+                }
+                Err(e) => {
+                    println!("FAIL {name}: {e}");
+                    tally.failed += 1;
+                }
+            }
+        }
+    }
+    tools::ensure_host_tools()?;
+    if opts.direct {
+        return run_direct(opts, tally);
+    }
+    let fw = firmware::build()?;
+    let art = guest::prepare()?;
+    let mut cases = Vec::new();
+    for name in disk::NAMES {
+        let s = disk::scenario(name, &art).expect("NAMES lists known scenarios");
+        let machines: &[Machine] = if s.microvm {
+            &[Machine::Q35, Machine::Microvm]
+        } else {
+            &[Machine::Q35]
+        };
+        for &m in machines {
+            let case_name = format!("{}/{}", s.name, m.name());
+            if opts
+                .filter
+                .as_ref()
+                .is_some_and(|f| !case_name.contains(f.as_str()))
+            {
+                continue;
+            }
+            cases.push((s.clone(), m));
+        }
+    }
+    if cases.is_empty() {
+        return Err("no boot case matches the filter".into());
+    }
+    // Build each scenario's disks once, before any QEMU starts.
+    let mut built: Vec<Case> = Vec::new();
+    for (s, m) in cases {
+        let disks = match built.iter().find(|c| c.scenario.name == s.name) {
+            Some(c) => c.disks.clone(),
+            None => disk::build(&s)?,
+        };
+        built.push(Case {
+            scenario: s,
+            machine: m,
+            disks,
+        });
+    }
+    let logs = guest_dir().join("logs");
+    mkdirs(&logs)?;
+    let jobs = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(built.len());
+    println!(
+        "booting {} cases, {jobs} at a time (timeout {}s each)",
+        built.len(),
+        boot_timeout().as_secs()
+    );
+    let queue = Mutex::new(built.iter());
+    let results = Mutex::new(Tally::default());
+    std::thread::scope(|sc| {
+        for _ in 0..jobs {
+            sc.spawn(|| loop {
+                let Some(case) = queue.lock().expect("queue lock").next() else {
+                    break;
+                };
+                let log = logs.join(format!(
+                    "{}-{}.log",
+                    case.scenario.name,
+                    case.machine.name()
+                ));
+                let boot = Boot::Ember {
+                    firmware: fw.clone(),
+                    disks: case.disks.clone(),
+                };
+                let out = qemu::run(case.machine, &boot, &log, boot_timeout());
+                let ok = report(case, &out);
+                let mut r = results.lock().expect("results lock");
+                if ok {
+                    r.passed += 1;
+                } else {
+                    r.failed += 1;
+                }
+            });
+        }
+    });
+    let r = results.into_inner().expect("results lock");
+    tally.passed += r.passed;
+    tally.failed += r.failed;
+    Ok(())
+}
+
+/// Print the case's line (and on failure its evidence); returns pass/fail.
+fn report(case: &Case, out: &Outcome) -> bool {
+    print_verdict(&case.name(), case.scenario.expect, out)
+}
+
+fn print_verdict(name: &str, expect: &str, out: &Outcome) -> bool {
+    let wall = out.wall.as_secs_f64();
+    let verdict = match (&out.marker, &out.problem) {
+        (Some(m), _) if m.variant == expect => Ok(m),
+        (Some(m), _) => Err(format!(
+            "booted variant `{}`, expected `{expect}`",
+            m.variant
+        )),
+        (None, Some(p)) => Err(p.clone()),
+        (None, None) => Err("no marker".into()),
+    };
+    // One println per case so parallel workers do not interleave lines.
+    match verdict {
+        Ok(m) => {
+            println!(
+                "PASS {:<24} wall {wall:6.1}s  guest tsc {:8.1} ms  variant {}",
+                name,
+                m.tsc as f64 / 1e6,
+                m.variant
+            );
+            true
+        }
+        Err(why) => {
+            println!(
+                "FAIL {:<24} wall {wall:6.1}s  {why}\n  qemu: {}\n  --- serial log (tail) ---\n{}\n  --- end ---",
+                name,
+                out.cmdline,
+                tail(&out.log, 40)
+            );
+            false
+        }
+    }
+}
+
+/// Boot the guest kernel and initramfs with QEMU's own loader on every
+/// machine: proves the artifacts and the runner work without Ember.
+fn run_direct(opts: &Opts, tally: &mut Tally) -> Result {
+    let art = guest::prepare()?;
+    let logs = guest_dir().join("logs");
+    mkdirs(&logs)?;
+    for m in [Machine::Q35, Machine::Microvm] {
+        let name = format!("direct/{}", m.name());
+        if opts
+            .filter
+            .as_ref()
+            .is_some_and(|f| !name.contains(f.as_str()))
+        {
+            continue;
+        }
+        let expect = format!("direct-{}", m.name());
+        let boot = Boot::Direct {
+            kernel: art.kernel.clone(),
+            initrd: art.initrd.clone(),
+            append: format!("{} ember.variant={expect}", disk::BASE_OPTIONS),
+        };
+        let out = qemu::run(
+            m,
+            &boot,
+            &logs.join(format!("direct-{}.log", m.name())),
+            boot_timeout(),
+        );
+        let ok = print_verdict(&name, &expect, &out);
+        if ok {
+            tally.passed += 1;
+        } else {
+            tally.failed += 1;
+        }
+    }
+    Ok(())
+}
