@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 pub enum Machine {
     Q35,
     Microvm,
+    /// q35 with qboot as the BIOS: PCI BARs are left unassigned, so Ember's
+    /// own BAR assignment is what makes the disk reachable.
+    Q35Qboot,
+    /// microvm with legacy (version 1) virtio-mmio transports.
+    MicrovmLegacy,
 }
 
 impl Machine {
@@ -19,12 +24,16 @@ impl Machine {
         match self {
             Machine::Q35 => "q35",
             Machine::Microvm => "microvm",
+            Machine::Q35Qboot => "q35-qboot",
+            Machine::MicrovmLegacy => "microvm-legacy",
         }
     }
     pub fn parse(s: &str) -> Option<Machine> {
         match s {
             "q35" => Some(Machine::Q35),
             "microvm" => Some(Machine::Microvm),
+            "q35-qboot" => Some(Machine::Q35Qboot),
+            "microvm-legacy" => Some(Machine::MicrovmLegacy),
             _ => None,
         }
     }
@@ -63,6 +72,15 @@ pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
         Machine::Microvm => c.args([
             "-machine",
             "microvm,accel=tcg,x-option-roms=off,isa-serial=on",
+            "-global",
+            "virtio-mmio.force-legacy=off",
+        ]),
+        Machine::Q35Qboot => c.args(["-machine", "q35,accel=tcg", "-bios", "/usr/share/qemu/qboot.rom"]),
+        Machine::MicrovmLegacy => c.args([
+            "-machine",
+            "microvm,accel=tcg,x-option-roms=off,isa-serial=on",
+            "-global",
+            "virtio-mmio.force-legacy=on",
         ]),
     };
     c.args([
@@ -100,8 +118,12 @@ pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
                     d.display()
                 ));
                 c.arg("-device").arg(match machine {
-                    Machine::Q35 => format!("virtio-blk-pci,drive=d{i},disable-legacy=on"),
-                    Machine::Microvm => format!("virtio-blk-device,drive=d{i}"),
+                    Machine::Q35 | Machine::Q35Qboot => {
+                        format!("virtio-blk-pci,drive=d{i},disable-legacy=on")
+                    }
+                    Machine::Microvm | Machine::MicrovmLegacy => {
+                        format!("virtio-blk-device,drive=d{i}")
+                    }
                 });
             }
         }

@@ -67,19 +67,36 @@ fn parse_mmio_arg(v: &str) -> Option<(u64, u64)> {
     Some((parse(base)?, parse(num)?.checked_mul(mult)?))
 }
 
+/// Where unassigned BARs go: 32-bit ones between low RAM (or the ECAM
+/// window) and the IOAPIC, 64-bit ones in a 32 GiB window above RAM (QEMU's
+/// default 64-bit hole size), kept inside the CPU's physical address width.
 fn pci_windows() -> BarWindows {
+    const GIB: u64 = 1 << 30;
     let map = memory::MAP.lock();
+    let is_ram = |k: ember_mem::MemKind| k == ember_mem::MemKind::Free || k.is_allocated();
     let low_top = map
         .regions()
         .iter()
-        .filter(|r| r.start < 1 << 32 && !matches!(r.kind, ember_mem::MemKind::Reserved | ember_mem::MemKind::Mmio))
+        .filter(|r| r.start < 1 << 32 && (is_ram(r.kind) || r.kind == ember_mem::MemKind::Reserved) && r.end <= 0xfec0_0000)
         .map(|r| r.end)
         .max()
         .unwrap_or(0);
-    let top = map.regions().last().map(|r| r.end).unwrap_or(0).max(1 << 32);
-    let mem32_start = ((low_top + (1 << 28) - 1) & !((1 << 28) - 1)).max(0xc000_0000);
-    let mem64_start = (top + (1 << 30) - 1) & !((1 << 30) - 1);
-    BarWindows { mem32: mem32_start..0xfec0_0000, mem64: mem64_start..mem64_start + (64 << 30), io: 0xc000..0x10000 }
+    let ram_top = map.regions().iter().filter(|r| is_ram(r.kind)).map(|r| r.end).max().unwrap_or(0);
+    drop(map);
+    let mem32_start = low_top.next_multiple_of(1 << 28).max(0xc000_0000);
+    let phys_bits = if crate::arch::io::cpuid(0x8000_0000, 0).eax >= 0x8000_0008 {
+        crate::arch::io::cpuid(0x8000_0008, 0).eax & 0xff
+    } else {
+        36
+    };
+    let limit = 1u64 << phys_bits.clamp(32, 52);
+    let mem64_start = ram_top.max(1 << 32).next_multiple_of(GIB);
+    let mem64_end = (mem64_start + 32 * GIB).min(limit);
+    BarWindows {
+        mem32: mem32_start..0xfec0_0000,
+        mem64: mem64_start..mem64_end.max(mem64_start),
+        io: 0xc000..0x10000,
+    }
 }
 
 fn scan_pci(cfg: &mut dyn ConfigSpace) -> Vec<Device> {
@@ -162,7 +179,7 @@ pub fn discover(platform: &Platform, cmdline: &str) -> Vec<Disk> {
         let Some(region) = region else { continue };
         match VirtioMmio::new(region) {
             Ok(t) if t.device_type() == ember_virtio::device_type::BLOCK => {
-                start_blk(format!("virtio-blk mmio@{base:#x}"), t, &mut disks)
+                start_blk(format!("virtio-blk mmio@{base:#x} (v{})", t.version()), t, &mut disks)
             }
             Ok(_) => {}
             Err(ember_virtio::VirtioError::NoDevice) => {}
