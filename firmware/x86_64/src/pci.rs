@@ -16,28 +16,27 @@ impl PortIo {
     }
 }
 
+/// Mechanism #1 reaches only the first 256 bytes of each function.
+fn cf8_address(a: Bdf, off: u16) -> u32 {
+    0x8000_0000
+        | u32::from(a.bus) << 16
+        | u32::from(a.device) << 11
+        | u32::from(a.function) << 8
+        | u32::from(off & 0xfc)
+}
+
 impl ConfigSpace for PortIo {
     fn read32(&mut self, a: Bdf, off: u16) -> u32 {
-        let addr = 0x8000_0000
-            | u32::from(a.bus) << 16
-            | u32::from(a.device) << 11
-            | u32::from(a.function) << 8
-            | u32::from(off & 0xfc);
         // SAFETY: exclusive use of the config ports (constructor contract).
         unsafe {
-            outl(0xcf8, addr);
+            outl(0xcf8, cf8_address(a, off));
             inl(0xcfc)
         }
     }
     fn write32(&mut self, a: Bdf, off: u16, v: u32) {
-        let addr = 0x8000_0000
-            | u32::from(a.bus) << 16
-            | u32::from(a.device) << 11
-            | u32::from(a.function) << 8
-            | u32::from(off & 0xfc);
         // SAFETY: exclusive use of the config ports (constructor contract).
         unsafe {
-            outl(0xcf8, addr);
+            outl(0xcf8, cf8_address(a, off));
             outl(0xcfc, v)
         }
     }
