@@ -78,6 +78,7 @@ pub const NAMES: &[&str] = &[
     "ordering-nokey",
     "mbr",
     "second-disk",
+    "fallback",
 ];
 
 /// Options every entry passes: serial console, and panic=-1 so a guest panic
@@ -276,8 +277,38 @@ pub fn scenario(name: &str, a: &Artifacts) -> Option<Scenario> {
             "second-disk",
             true,
         ),
+        // The default entry names a missing kernel and the next one a file
+        // that is not a bzImage: Ember must say so and boot the third.
+        "fallback" => s(
+            "fallback",
+            gpt(vec![fat32(fallback_files(a))]),
+            "fallback",
+            true,
+        ),
         _ => return None,
     })
+}
+
+/// Sort keys make the order `a-missing`, `b-not-a-kernel`, `c-good`; only
+/// the last can boot.
+fn fallback_files(a: &Artifacts) -> Vec<(String, Src)> {
+    let mut f = simple_files(a, "unused");
+    f.retain(|(p, _)| !p.starts_with("/loader/entries/"));
+    f.extend([
+        (
+            "/loader/entries/a-missing.conf".into(),
+            entry("Missing kernel", None, Some("a"), "/nonexistent/vmlinuz", "/initrd.img", "wrong-a"),
+        ),
+        (
+            "/loader/entries/b-not-a-kernel.conf".into(),
+            entry("Not a kernel", None, Some("b"), "/initrd.img", "/initrd.img", "wrong-b"),
+        ),
+        (
+            "/loader/entries/c-good.conf".into(),
+            entry("Good", None, Some("c"), "/vmlinuz", "/initrd.img", "fallback"),
+        ),
+    ]);
+    f
 }
 
 /// Boot Loader Specification "Sorting" (uapi-group, type #1), first entry is

@@ -1,7 +1,8 @@
 # PVH entry: the VMM starts us in 32-bit protected mode, paging off,
 # %ebx = physical address of hvm_start_info. We build identity page tables
-# for the low 4 GiB (2 MiB pages), enter long mode, enable SSE (EFI payloads
-# and Linux's EFI stub expect it) and call into Rust.
+# for the low 4 GiB (1 GiB pages where the CPU has them, else 2 MiB), enter
+# long mode, enable SSE (EFI payloads and Linux's EFI stub expect it) and
+# call into Rust.
 
     .section .text.entry32, "ax"
     .code32
@@ -31,8 +32,27 @@ pvh_entry32:
     cmpl $4, %ecx
     jne 1b
 
-    # 2048 x 2 MiB identity entries (present, writable, large page).
+    # With 1 GiB pages (CPUID 0x80000001 EDX[26]) four PDPT entries map it
+    # all; otherwise 2048 x 2 MiB entries in the page directories.
+    movl $0x80000000, %eax
+    cpuid
+    cmpl $0x80000001, %eax
+    jb 4f
+    movl $0x80000001, %eax
+    cpuid
+    testl $(1 << 26), %edx
+    jz 4f
     xorl %ecx, %ecx
+5:  movl %ecx, %eax
+    shll $30, %eax
+    orl $0x83, %eax                 # present, writable, 1 GiB page
+    movl %eax, boot_pdpt(,%ecx,8)
+    incl %ecx
+    cmpl $4, %ecx
+    jne 5b
+    jmp 6f
+
+4:  xorl %ecx, %ecx
 2:  movl %ecx, %eax
     shll $21, %eax
     orl $0x83, %eax
@@ -41,7 +61,7 @@ pvh_entry32:
     cmpl $2048, %ecx
     jne 2b
 
-    movl $boot_pml4, %eax
+6:  movl $boot_pml4, %eax
     movl %eax, %cr3
     movl %cr4, %eax
     orl $(1 << 5), %eax             # PAE
