@@ -3,7 +3,8 @@
 
 use crate::guest::{guest_dir, Artifacts};
 use crate::util::{
-    mkdirs, output, read_to_string, remove_file_if_exists, run, tool, write, Fnv, Result,
+    copy, mkdirs, output, read_to_string, remove_dir_all_if_exists, remove_file_if_exists, run,
+    tool, write, Fnv, Result,
 };
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,9 @@ pub enum Fs {
         spc: u8,
     },
     Ext4,
+    /// ext4 with this UUID (for GRUB's `search --fs-uuid`), holding the
+    /// partition's `files`.
+    Ext4Uuid(&'static str),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -533,6 +537,29 @@ fn build_fs(p: &Part, img: &Path) -> Result {
                 .and_then(|f| f.set_len(p.size_mib * MIB))
                 .map_err(|e| format!("create {}: {e}", img.display()))?;
             run(tool("mkfs.ext4").args(["-q", "-F", "-L", "linux"]).arg(img))
+        }
+        Fs::Ext4Uuid(uuid) => {
+            File::create(img)
+                .and_then(|f| f.set_len(p.size_mib * MIB))
+                .map_err(|e| format!("create {}: {e}", img.display()))?;
+            // mkfs.ext4 -d copies a directory tree in: no mount, no root needed.
+            let stage = img.with_extension("tree");
+            remove_dir_all_if_exists(&stage)?;
+            for (path, src) in &p.files {
+                let dst = stage.join(path.trim_start_matches('/'));
+                mkdirs(dst.parent().expect("a file has a parent"))?;
+                match src {
+                    Src::Host(f) => copy(f, &dst).map(drop)?,
+                    Src::Text(t) => write(&dst, t)?,
+                }
+            }
+            mkdirs(&stage)?;
+            run(tool("mkfs.ext4")
+                .args(["-q", "-F", "-L", "root", "-U", uuid])
+                .args(["-E", &format!("root_owner=0:0,hash_seed={uuid}"), "-d"])
+                .arg(&stage)
+                .arg(img))?;
+            remove_dir_all_if_exists(&stage)
         }
     }
 }

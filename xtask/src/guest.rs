@@ -60,6 +60,11 @@ pub fn prepare() -> Result<Artifacts> {
     })
 }
 
+/// Fetch (or reuse) one Debian package, unpacked; see [`fetch_package`].
+pub fn fetch(pkg: &str) -> Result<PathBuf> {
+    retry_after_update(|| fetch_package(pkg))
+}
+
 fn retry_after_update<T>(f: impl Fn() -> Result<T>) -> Result<T> {
     f().or_else(|first| {
         eprintln!("guest: {first}\nguest: refreshing package lists and retrying");

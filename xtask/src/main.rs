@@ -1,10 +1,15 @@
 //! `cargo xtask`: Ember's build, guest-image, QEMU and test driver.
 
 mod bench;
+mod coverage;
 mod disk;
+mod efiapp;
+mod efichains;
 mod firmware;
+mod fuzz;
 mod guest;
 mod qemu;
+mod size;
 mod test;
 mod tools;
 mod util;
@@ -18,15 +23,28 @@ usage: cargo xtask <command> [options]
 
 commands:
   build                      build target/dist/ember-x86_64.elf
-  test [--boot-only] [--filter SUBSTR] [--direct]
+  test [--boot-only] [--filter SUBSTR] [--direct] [--with-ember-uefi] [--fuzz]
                              host tests, then boot every scenario under QEMU
                              (--filter matches `scenario/machine`, e.g. fat12 or /microvm;
-                             --direct: only check the guest via QEMU's own kernel loader)
-  run [--machine q35|microvm] [--scenario NAME] [--direct]
+                             --direct: only check the guest via QEMU's own kernel loader;
+                             the UEFI conformance app runs under OVMF as conformance/ovmf,
+                             --with-ember-uefi adds conformance/ember;
+                             --fuzz: also fuzz each target 20s, default when CI is set)
+  run [--machine q35|microvm|q35-ovmf] [--scenario NAME] [--direct]
                              boot one scenario with the serial console on stdio
+                             (q35-ovmf: OVMF boots the disks; EFI chains: efi-stub,
+                             systemd-boot-type1, systemd-boot-uki, uki, shim-grub)
                              (--direct: QEMU loads the kernel itself, no Ember)
-  bench                      Ember vs direct kernel boot, fat32, q35 and microvm
+  bench [--runs N] [--json PATH]
+                             boot time: Ember vs the no-firmware limit and SeaBIOS,
+                             interleaved N runs (default 5); JSON to target/bench/latest.json
+  size                       image sizes in target/dist against size-budget.toml
   images                     fetch guest artifacts and build every scenario's disks
+  fuzz [--target NAME] [--seconds N] [--jobs J]
+                             libFuzzer on the parsers (nightly + cargo-fuzz, installed if
+                             missing), N seconds per target (default 60); see docs/fuzzing.md
+  coverage                   line coverage of the portable crates' tests (cargo-llvm-cov),
+                             summary in target/coverage/summary.txt
 ";
 
 fn main() -> ExitCode {
@@ -84,6 +102,8 @@ fn dispatch(args: &[String]) -> Result<bool> {
                 boot_only: false,
                 direct: false,
                 filter: None,
+                with_ember_uefi: false,
+                fuzz: false,
             };
             while let Some((k, v)) = a.next()? {
                 match k {
@@ -93,6 +113,10 @@ fn dispatch(args: &[String]) -> Result<bool> {
                         opts.boot_only = true;
                     }
                     "filter" => opts.filter = Some(a.value(k, v)?),
+                    // Also run the UEFI conformance app through Ember (not ready yet).
+                    "with-ember-uefi" => opts.with_ember_uefi = true,
+                    // Bounded fuzz step (on by default when CI is set).
+                    "fuzz" => opts.fuzz = true,
                     _ => return Err(format!("unknown test option --{k}\n{USAGE}")),
                 }
             }
@@ -106,7 +130,7 @@ fn dispatch(args: &[String]) -> Result<bool> {
                     "machine" => {
                         let m = a.value(k, v)?;
                         machine = Machine::parse(&m)
-                            .ok_or_else(|| format!("unknown machine `{m}` (q35, microvm)"))?;
+                            .ok_or_else(|| format!("unknown machine `{m}` (q35, microvm, q35-ovmf)"))?;
                     }
                     "scenario" => scenario = a.value(k, v)?,
                     "direct" => direct = true,
@@ -115,12 +139,41 @@ fn dispatch(args: &[String]) -> Result<bool> {
             }
             run_interactive(machine, &scenario, direct)
         }
-        "bench" => bench::bench().map(|()| true),
+        "bench" => {
+            let mut opts = bench::Opts {
+                runs: bench::DEFAULT_RUNS,
+                json: None,
+            };
+            while let Some((k, v)) = a.next()? {
+                match k {
+                    "runs" => {
+                        let n = a.value(k, v)?;
+                        opts.runs = n.parse().map_err(|_| format!("--runs: not a number: {n}"))?;
+                    }
+                    "json" => opts.json = Some(a.value(k, v)?.into()),
+                    _ => return Err(format!("unknown bench option --{k}\n{USAGE}")),
+                }
+            }
+            bench::bench(&opts)
+        }
+        "size" => {
+            if let Some((k, _)) = a.next()? {
+                return Err(format!("size takes no option --{k}"));
+            }
+            size::size()
+        }
         "images" => {
             tools::ensure_host_tools()?;
             let art = guest::prepare()?;
             for name in disk::NAMES {
                 let s = disk::scenario(name, &art).expect("known scenario");
+                for d in disk::build(&s)? {
+                    println!("{name}: {} (expects variant {})", d.display(), s.expect);
+                }
+            }
+            let loaders = efichains::prepare()?;
+            for name in efichains::NAMES {
+                let s = efichains::scenario(name, &art, &loaders)?.expect("known chain");
                 for d in disk::build(&s)? {
                     println!("{name}: {} (expects variant {})", d.display(), s.expect);
                 }
@@ -131,6 +184,29 @@ fn dispatch(args: &[String]) -> Result<bool> {
                 art.initrd.display()
             );
             Ok(true)
+        }
+        "fuzz" => {
+            let mut o = fuzz::Opts {
+                target: None,
+                seconds: 60,
+                jobs: 1,
+            };
+            while let Some((k, v)) = a.next()? {
+                let num = |s: String| s.parse().map_err(|_| format!("--{k} needs a number"));
+                match k {
+                    "target" => o.target = Some(a.value(k, v)?),
+                    "seconds" => o.seconds = num(a.value(k, v)?)?,
+                    "jobs" => o.jobs = num(a.value(k, v)?)? as usize,
+                    _ => return Err(format!("unknown fuzz option --{k}\n{USAGE}")),
+                }
+            }
+            fuzz::fuzz(&o)
+        }
+        "coverage" => {
+            if let Some((k, _)) = a.next()? {
+                return Err(format!("coverage takes no option --{k}"));
+            }
+            coverage::coverage()
         }
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
@@ -143,10 +219,15 @@ fn dispatch(args: &[String]) -> Result<bool> {
 fn run_interactive(machine: Machine, scenario: &str, direct: bool) -> Result<bool> {
     tools::ensure_host_tools()?;
     let art = guest::prepare()?;
-    let s = disk::scenario(scenario, &art).ok_or_else(|| {
+    let s = match disk::scenario(scenario, &art) {
+        Some(s) => Some(s),
+        None => efichains::scenario(scenario, &art, &efichains::prepare()?)?,
+    };
+    let s = s.ok_or_else(|| {
         format!(
-            "unknown scenario `{scenario}`; known: {}",
-            disk::NAMES.join(", ")
+            "unknown scenario `{scenario}`; known: {}, {}",
+            disk::NAMES.join(", "),
+            efichains::NAMES.join(", ")
         )
     })?;
     let boot = if direct {
@@ -154,6 +235,10 @@ fn run_interactive(machine: Machine, scenario: &str, direct: bool) -> Result<boo
             kernel: art.kernel.clone(),
             initrd: art.initrd.clone(),
             append: format!("{} ember.variant=direct", disk::BASE_OPTIONS),
+        }
+    } else if machine == Machine::Q35Ovmf {
+        Boot::Disks {
+            disks: disk::build(&s)?,
         }
     } else {
         let firmware = firmware::build()?;

@@ -17,6 +17,8 @@ pub enum Machine {
     Q35Qboot,
     /// microvm with legacy (version 1) virtio-mmio transports.
     MicrovmLegacy,
+    /// q35 with OVMF (Debian's 4M build) as the firmware: the UEFI reference.
+    Q35Ovmf,
 }
 
 impl Machine {
@@ -26,6 +28,7 @@ impl Machine {
             Machine::Microvm => "microvm",
             Machine::Q35Qboot => "q35-qboot",
             Machine::MicrovmLegacy => "microvm-legacy",
+            Machine::Q35Ovmf => "q35-ovmf",
         }
     }
     pub fn parse(s: &str) -> Option<Machine> {
@@ -34,6 +37,7 @@ impl Machine {
             "microvm" => Some(Machine::Microvm),
             "q35-qboot" => Some(Machine::Q35Qboot),
             "microvm-legacy" => Some(Machine::MicrovmLegacy),
+            "q35-ovmf" => Some(Machine::Q35Ovmf),
             _ => None,
         }
     }
@@ -52,6 +56,8 @@ pub enum Boot {
         initrd: PathBuf,
         append: String,
     },
+    /// No `-kernel`: the machine's own firmware (OVMF) boots the disks.
+    Disks { disks: Vec<PathBuf> },
 }
 
 /// Where the serial console goes.
@@ -82,6 +88,16 @@ pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
             "-global",
             "virtio-mmio.force-legacy=on",
         ]),
+        // Variables on a throw-away overlay (snapshot=on): OVMF writes boot
+        // entries, and parallel runs must not share a writable store.
+        Machine::Q35Ovmf => c.args([
+            "-machine",
+            "q35,accel=tcg",
+            "-drive",
+            "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+            "-drive",
+            "if=pflash,format=raw,unit=1,snapshot=on,file=/usr/share/OVMF/OVMF_VARS_4M.fd",
+        ]),
     };
     c.args([
         "-cpu",
@@ -98,7 +114,13 @@ pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
     // One instruction per virtual ns and no sleeping: the guest TSC becomes a
     // deterministic "virtual ns since reset", and microvm's TSC calibration
     // against the PIT works under TCG.
-    c.args(["-icount", "shift=0,sleep=off"]);
+    //
+    // Not for firmware booting disks: OVMF's Stall() polls the ACPI PM timer
+    // and under icount every port read ends a translation block, so OVMF
+    // alone takes minutes. Those cases check the marker, not the TSC.
+    if !matches!(boot, Boot::Disks { .. }) {
+        c.args(["-icount", "shift=0,sleep=off"]);
+    }
     match serial {
         Serial::File(p) => {
             c.arg("-serial").arg(format!("file:{}", p.display()));
@@ -107,8 +129,10 @@ pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
         Serial::Stdio => {}
     }
     match boot {
-        Boot::Ember { firmware, disks } => {
-            c.arg("-kernel").arg(firmware);
+        Boot::Ember { disks, .. } | Boot::Disks { disks } => {
+            if let Boot::Ember { firmware, .. } = boot {
+                c.arg("-kernel").arg(firmware);
+            }
             // snapshot=on: guest writes (e.g. boot counting renames) go to a
             // throw-away overlay, so cached images stay pristine and parallel
             // cases can share one image without QEMU's write lock refusing.
@@ -118,7 +142,7 @@ pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
                     d.display()
                 ));
                 c.arg("-device").arg(match machine {
-                    Machine::Q35 | Machine::Q35Qboot => {
+                    Machine::Q35 | Machine::Q35Qboot | Machine::Q35Ovmf => {
                         format!("virtio-blk-pci,drive=d{i},disable-legacy=on")
                     }
                     Machine::Microvm | Machine::MicrovmLegacy => {
@@ -175,8 +199,14 @@ pub fn parse_marker(log: &str) -> Option<Marker> {
 
 /// Boot and wait for the marker, at most `timeout` of wall time.
 pub fn run(machine: Machine, boot: &Boot, log: &Path, timeout: Duration) -> Outcome {
+    run_with(machine, boot, &[], log, timeout)
+}
+
+/// [`run`] with extra QEMU arguments (e.g. `-append` for Ember's own options).
+pub fn run_with(machine: Machine, boot: &Boot, extra: &[&str], log: &Path, timeout: Duration) -> Outcome {
     let _ = std::fs::remove_file(log);
     let mut cmd = command(machine, boot, Serial::File(log));
+    cmd.args(extra);
     let cmdline = describe(&cmd);
     let err_path = log.with_extension("stderr");
     let stderr = std::fs::File::create(&err_path)

@@ -4,7 +4,7 @@ use crate::disk::{self, Scenario};
 use crate::guest::{self, guest_dir};
 use crate::qemu::{self, Boot, Machine, Outcome};
 use crate::util::{cargo, mkdirs, run, tail, Result};
-use crate::{firmware, tools};
+use crate::{efichains, firmware, tools};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -15,6 +15,10 @@ pub struct Opts {
     pub direct: bool,
     /// Substring of `scenario/machine` selecting boot cases.
     pub filter: Option<String>,
+    /// Also boot the UEFI conformance app through Ember (`conformance/ember`).
+    pub with_ember_uefi: bool,
+    /// Run the bounded fuzz step (default only when `CI` is set).
+    pub fuzz: bool,
 }
 
 /// Wall-clock limit per boot; TCG on a shared 2-core box is slow.
@@ -52,6 +56,15 @@ pub fn test(opts: &Opts) -> Result<bool> {
         println!("FAIL setup: {e}");
         tally.failed += 1;
     }
+    // Bounded fuzzing after the boots (whose disks seed it): CI or --fuzz
+    // only, so a local `cargo xtask test` stays fast. docs/fuzzing.md.
+    if opts.fuzz || (std::env::var_os("CI").is_some() && !opts.boot_only) {
+        if crate::fuzz::test_line() {
+            tally.passed += 1;
+        } else {
+            tally.failed += 1;
+        }
+    }
     println!("{} passed, {} failed", tally.passed, tally.failed);
     Ok(outcome.is_ok() && tally.failed == 0)
 }
@@ -82,7 +95,18 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
     if opts.direct {
         return run_direct(opts, tally);
     }
+    // The UEFI conformance app under OVMF (and Ember, opt-in): efiapp.rs.
+    let (efi_pass, efi_fail) =
+        crate::efiapp::test(opts.filter.as_deref(), opts.with_ember_uefi, boot_timeout())?;
+    tally.passed += efi_pass;
+    tally.failed += efi_fail;
     let fw = firmware::build()?;
+    // Image sizes against size-budget.toml: one PASS/FAIL line.
+    if crate::size::test_line() {
+        tally.passed += 1;
+    } else {
+        tally.failed += 1;
+    }
     let art = guest::prepare()?;
     let mut cases = Vec::new();
     for name in disk::NAMES {
@@ -109,7 +133,34 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
             cases.push((s.clone(), m));
         }
     }
+    // Real Debian EFI chains (efichains.rs): OVMF proves each image; Ember
+    // boots them only on request until its UEFI layer is ready.
+    let chain_machines: &[Machine] = if opts.with_ember_uefi {
+        &[Machine::Q35Ovmf, Machine::Q35]
+    } else {
+        &[Machine::Q35Ovmf]
+    };
+    let chains: Vec<(&str, Machine)> = efichains::NAMES
+        .iter()
+        .flat_map(|&n| chain_machines.iter().map(move |&m| (n, m)))
+        .filter(|(n, m)| {
+            let case_name = format!("{n}/{}", m.name());
+            opts.filter
+                .as_ref()
+                .is_none_or(|f| case_name.contains(f.as_str()))
+        })
+        .collect();
+    if !chains.is_empty() {
+        let loaders = efichains::prepare()?;
+        for (n, m) in chains {
+            let s = efichains::scenario(n, &art, &loaders)?.expect("NAMES lists known chains");
+            cases.push((s, m));
+        }
+    }
     if cases.is_empty() {
+        if efi_pass + efi_fail > 0 {
+            return Ok(()); // the filter selected only conformance cases
+        }
         return Err("no boot case matches the filter".into());
     }
     // Build each scenario's disks once, before any QEMU starts.
@@ -149,9 +200,15 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
                     case.scenario.name,
                     case.machine.name()
                 ));
-                let boot = Boot::Ember {
-                    firmware: fw.clone(),
-                    disks: case.disks.clone(),
+                let boot = if case.machine == Machine::Q35Ovmf {
+                    Boot::Disks {
+                        disks: case.disks.clone(),
+                    }
+                } else {
+                    Boot::Ember {
+                        firmware: fw.clone(),
+                        disks: case.disks.clone(),
+                    }
                 };
                 let out = qemu::run(case.machine, &boot, &log, boot_timeout());
                 let ok = report(case, &out);

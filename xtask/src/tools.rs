@@ -13,7 +13,20 @@ const TOOLS: &[(&str, &str)] = &[
     ("sgdisk", "gdisk"),
     ("cpio", "cpio"),
     ("mkfs.ext4", "e2fsprogs"),
+    // Builds the unified kernel images of the EFI chain scenarios.
+    ("objcopy", "binutils"),
+    // Not an executable: the firmware the UEFI conformance app is checked against.
+    (crate::efiapp::OVMF_CODE, "ovmf"),
 ];
+
+/// An executable on PATH, or (absolute paths) a data file that exists.
+fn present(t: &str) -> bool {
+    if t.starts_with('/') {
+        std::path::Path::new(t).is_file()
+    } else {
+        find_tool(t).is_some()
+    }
+}
 
 /// Make sure every host tool the images and boots need is present. Installs
 /// the missing Debian packages when running as root (CI); otherwise explains
@@ -21,7 +34,7 @@ const TOOLS: &[(&str, &str)] = &[
 pub fn ensure_host_tools() -> Result {
     let missing: Vec<_> = TOOLS
         .iter()
-        .filter(|(t, _)| find_tool(t).is_none())
+        .filter(|(t, _)| !present(t))
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -47,7 +60,7 @@ pub fn ensure_host_tools() -> Result {
         .args(&pkgs))?;
     let still: Vec<_> = TOOLS
         .iter()
-        .filter(|(t, _)| find_tool(t).is_none())
+        .filter(|(t, _)| !present(t))
         .map(|(t, _)| *t)
         .collect();
     if still.is_empty() {

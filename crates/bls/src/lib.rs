@@ -11,6 +11,8 @@ extern crate alloc;
 mod conf;
 mod glob;
 mod select;
+mod uki;
+pub use uki::{os_release_value, uki_entry};
 mod version;
 
 use alloc::string::{String, ToString};
@@ -125,7 +127,7 @@ impl fmt::Display for EntryError {
 }
 
 /// 1-based line number of byte offset `at`.
-fn line_of(contents: &[u8], at: usize) -> usize {
+pub(crate) fn line_of(contents: &[u8], at: usize) -> usize {
     contents
         .get(..at)
         .map_or(0, |p| p.iter().filter(|&&b| b == b'\n').count())
@@ -134,7 +136,7 @@ fn line_of(contents: &[u8], at: usize) -> usize {
 
 /// Split `ID+LEFT[-DONE]` into the ID and counters; names without a valid
 /// counter suffix are returned whole (systemd-boot does the same).
-fn split_counter(stem: &str) -> (&str, Option<u32>, Option<u32>) {
+pub(crate) fn split_counter(stem: &str) -> (&str, Option<u32>, Option<u32>) {
     let Some(plus) = stem.rfind('+') else {
         return (stem, None, None);
     };

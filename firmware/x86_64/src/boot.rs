@@ -4,15 +4,19 @@
 //! what was chosen and why, and — when something fails — what failed and
 //! where, before moving on to the next entry and then the next disk.
 
-use crate::devices::Disk;
+use crate::devices::{Disk, SharedDisk};
 use crate::{linux, time};
+use core::convert::Infallible;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use ember_block::{BlockDevice, Slice};
+use ember_block::Slice;
 use ember_bls::{Entry, LoaderConf, Reason};
 use ember_fat::FileSystem;
 use ember_part::{PartKind, Partition};
+
+/// The removable-media boot path for x86_64 (UEFI spec 3.5.1.1).
+const FALLBACK: &str = "/EFI/BOOT/BOOTX64.EFI";
 
 /// Largest entry or loader.conf file Ember reads.
 const CONF_LIMIT: u64 = 64 * 1024;
@@ -30,15 +34,15 @@ pub struct Candidate {
     pub source: Source,
 }
 
-fn mount<'a>(disk: &'a mut dyn BlockDevice, p: &Partition) -> Result<FileSystem<Slice<&'a mut dyn BlockDevice>>, String> {
-    let s = Slice::new(disk, p.first_lba, p.num_blocks).map_err(|e| format!("{e}"))?;
+fn mount(disk: &SharedDisk, p: &Partition) -> Result<FileSystem<Slice<SharedDisk>>, String> {
+    let s = Slice::new(disk.clone(), p.first_lba, p.num_blocks).map_err(|e| format!("{e}"))?;
     FileSystem::mount(s).map_err(|e| format!("{e}"))
 }
 
 /// Read `/loader/entries/*.conf` from one partition.
-fn collect(disk: &mut Disk, src: &Source, out: &mut Vec<Candidate>, conf: &mut Option<LoaderConf>) {
+fn collect(disk: &Disk, src: &Source, out: &mut Vec<Candidate>, conf: &mut Option<LoaderConf>) {
     let where_ = format!("{} partition {} ({})", disk.name, src.part.number, src.role);
-    let mut fs = match mount(&mut *disk.dev, &src.part) {
+    let mut fs = match mount(&disk.dev, &src.part) {
         Ok(fs) => fs,
         Err(e) => {
             log::warn!("{where_}: not a usable FAT filesystem: {e}");
@@ -50,6 +54,7 @@ fn collect(disk: &mut Disk, src: &Source, out: &mut Vec<Candidate>, conf: &mut O
             *conf = Some(ember_bls::parse_loader_conf(&b));
         }
     }
+    collect_ukis(&mut fs, &where_, src, out);
     let list = match fs.read_dir("/loader/entries") {
         Ok(l) => l,
         Err(e) => {
@@ -80,11 +85,52 @@ fn collect(disk: &mut Disk, src: &Source, out: &mut Vec<Candidate>, conf: &mut O
     }
 }
 
+/// How entries with an EFI-stub kernel are started (`ember.boot=`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Through the UEFI layer, as systemd-boot would (the default).
+    Uefi,
+    /// Straight through the Linux boot protocol: fastest, no UEFI services for the OS.
+    Native,
+}
+
+/// Type #2 entries: unified kernel images in `/EFI/Linux/*.efi`, described by
+/// their `.osrel` and `.cmdline` sections. Only the headers and those two
+/// sections are read, not the whole image.
+fn collect_ukis(fs: &mut FileSystem<Slice<SharedDisk>>, where_: &str, src: &Source, out: &mut Vec<Candidate>) {
+    let Ok(list) = fs.read_dir("/EFI/Linux") else { return };
+    for d in list.iter().filter(|d| !d.is_dir && d.name.to_ascii_lowercase().ends_with(".efi")) {
+        let path = format!("/EFI/Linux/{}", d.name);
+        match read_uki(fs, &d.name, &path) {
+            Ok(entry) => out.push(Candidate { entry, source: src.clone() }),
+            Err(e) => log::warn!("{where_}: {path}: {e}"),
+        }
+    }
+}
+
+fn read_uki(fs: &mut FileSystem<Slice<SharedDisk>>, name: &str, path: &str) -> Result<Entry, String> {
+    let f = fs.open(path).map_err(|e| format!("{e}"))?;
+    let mut head = alloc::vec![0u8; (f.size() as usize).min(8192)];
+    fs.read_at(&f, 0, &mut head).map_err(|e| format!("{e}"))?;
+    let pe = ember_pe::PeImage::parse_headers(&head, f.size()).map_err(|e| format!("not a UKI: {e}"))?;
+    let mut section = |n: &str| -> Result<Option<Vec<u8>>, String> {
+        let Some(s) = pe.find_section(n) else { return Ok(None) };
+        let len = (s.file_len() as usize).min(64 * 1024);
+        let mut b = alloc::vec![0u8; len];
+        fs.read_at(&f, u64::from(s.raw_offset), &mut b).map_err(|e| format!("{n}: {e}"))?;
+        Ok(Some(b))
+    };
+    let osrel = section(".osrel")?.ok_or("no .osrel section: not a unified kernel image")?;
+    let cmdline = section(".cmdline")?;
+    ember_bls::uki_entry(name, path, &osrel, cmdline.as_deref()).map_err(|e| format!("{e}"))
+}
+
 /// Try every disk in turn; returns only if nothing could be booted.
-pub fn run(disks: &mut [Disk], rsdp: u64, vmm_cmdline: &str) {
-    for disk in disks.iter_mut() {
+pub fn run(disks: &mut [Disk], rsdp: u64, vmm_cmdline: &str, mode: Mode) {
+    for di in 0..disks.len() {
+        let disk = &disks[di];
         let t0 = time::since_start_us();
-        let table = match ember_part::read_partitions(&mut &mut *disk.dev) {
+        let table = match ember_part::read_partitions(&mut disk.dev.clone()) {
             Ok(t) => t,
             Err(e) => {
                 log::warn!("{}: {e}; trying the next disk", disk.name);
@@ -113,6 +159,17 @@ pub fn run(disks: &mut [Disk], rsdp: u64, vmm_cmdline: &str) {
         }
         log::debug!("{}: partitions and entries read in {} us", disk.name, time::since_start_us() - t0);
         if cands.is_empty() {
+            // The removable-media path every UEFI firmware falls back to.
+            for s in sources.iter().filter(|s| s.role == "ESP") {
+                let Ok(mut fs) = mount(&disk.dev, &s.part) else { continue };
+                if fs.stat(FALLBACK).is_err() {
+                    continue;
+                }
+                log::info!("{}: no boot loader entries; starting {FALLBACK} from partition {}", disk.name, s.part.number);
+                let c = Candidate { entry: Entry { id: "BOOTX64.EFI".into(), ..Entry::default() }, source: s.clone() };
+                let Err(e) = boot_uefi(disks, di, &c, FALLBACK, &[], "", rsdp);
+                log::error!("{} partition {}: {e}; trying the next disk", disk.name, s.part.number);
+            }
             log::info!("{}: no boot loader entries", disk.name);
             continue;
         }
@@ -146,11 +203,11 @@ pub fn run(disks: &mut [Disk], rsdp: u64, vmm_cmdline: &str) {
         let order = core::iter::once(sel.index).chain((0..cands.len()).filter(|&i| i != sel.index));
         for i in order {
             let c = &cands[i];
-            match boot_entry(disk, c, rsdp, vmm_cmdline) {
+            match boot_entry(disks, di, c, rsdp, vmm_cmdline, mode) {
                 Ok(never) => match never {},
                 Err(e) => log::error!(
                     "{} partition {}: entry {} failed: {e}; trying the next one",
-                    disk.name, c.source.part.number, c.entry.id
+                    disks[di].name, c.source.part.number, c.entry.id
                 ),
             }
         }
@@ -158,12 +215,8 @@ pub fn run(disks: &mut [Disk], rsdp: u64, vmm_cmdline: &str) {
 }
 
 /// Load and start one entry; returns only on failure.
-fn boot_entry(disk: &mut Disk, c: &Candidate, rsdp: u64, vmm_cmdline: &str) -> Result<core::convert::Infallible, String> {
-    let Some(kernel) = c.entry.linux.as_deref() else {
-        return Err("entry has no `linux` key (EFI-only entries need the UEFI layer)".into());
-    };
-    // Kernel and initrds may live on the ESP or the XBOOTLDR partition that held the entry.
-    let mut fs = mount(&mut *disk.dev, &c.source.part)?;
+fn boot_entry(disks: &[Disk], di: usize, c: &Candidate, rsdp: u64, vmm_cmdline: &str, mode: Mode) -> Result<Infallible, String> {
+    let disk = &disks[di];
     let mut cmdline = c.entry.options.clone().unwrap_or_default();
     // microvm/Firecracker describe their virtio-mmio devices on the VMM command
     // line; the kernel needs them too to find its disks.
@@ -173,5 +226,46 @@ fn boot_entry(disk: &mut Disk, c: &Candidate, rsdp: u64, vmm_cmdline: &str) -> R
             cmdline.push_str(w);
         }
     }
+    if let Some(efi) = c.entry.efi.as_deref() {
+        return boot_uefi(disks, di, c, efi, &[], &cmdline, rsdp);
+    }
+    let Some(kernel) = c.entry.linux.as_deref() else {
+        return Err("entry has neither `linux` nor `efi`".into());
+    };
+    // Kernel and initrds may live on the ESP or the XBOOTLDR partition that held the entry.
+    let mut fs = mount(&disk.dev, &c.source.part)?;
+    if mode == Mode::Uefi && has_efi_stub(&mut fs, kernel) {
+        drop(fs);
+        return boot_uefi(disks, di, c, kernel, &c.entry.initrd, &cmdline, rsdp);
+    }
     linux::boot(&mut fs, kernel, &c.entry.initrd, &cmdline, rsdp)
+}
+
+/// Whether the kernel image is also a PE image (an EFI stub).
+fn has_efi_stub(fs: &mut FileSystem<Slice<SharedDisk>>, path: &str) -> bool {
+    let Ok(f) = fs.open(path) else { return false };
+    let mut head = [0u8; 0x200];
+    if fs.read_at(&f, 0, &mut head).unwrap_or(0) < 0x40 || &head[..2] != b"MZ" {
+        return false;
+    }
+    let pe = u32::from_le_bytes([head[0x3c], head[0x3d], head[0x3e], head[0x3f]]) as usize;
+    head.get(pe..pe + 4) == Some(&b"PE\0\0"[..])
+}
+
+/// Start an EFI binary through the UEFI layer, with the initrds offered
+/// through LoadFile2 and the command line as load options.
+fn boot_uefi(disks: &[Disk], di: usize, c: &Candidate, path: &str, initrds: &[String], cmdline: &str, rsdp: u64) -> Result<Infallible, String> {
+    crate::efi::init(disks, rsdp);
+    let first = c.source.part.first_lba;
+    let part = crate::efi::partition_handle(di, first).ok_or("the partition has no UEFI handle")?;
+    let offered = match crate::efi::initrd::sfs_of(part) {
+        Some(sfs) => crate::efi::initrd::offer(sfs, initrds),
+        None => None,
+    };
+    let r = crate::efi::start_file(di, first, path, cmdline);
+    if let Some(h) = offered {
+        crate::efi::initrd::withdraw(h);
+    }
+    let st = r?;
+    Err(format!("{path} returned {}", crate::efi::status_name(st)))
 }

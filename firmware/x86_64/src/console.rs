@@ -82,6 +82,25 @@ pub fn write_fmt(args: fmt::Arguments) {
     }
 }
 
+/// Bytes exactly as given (EFI text output sends its own CR LF).
+pub fn write_raw(bytes: &[u8]) {
+    if let Some(mut u) = UART.try_lock() {
+        for &b in bytes {
+            u.put(b);
+        }
+    }
+}
+
+/// A byte from the terminal, if one has arrived.
+pub fn read_byte() -> Option<u8> {
+    let u = UART.try_lock()?;
+    if !u.present {
+        return None;
+    }
+    // SAFETY: line status and receive registers of our own UART.
+    unsafe { (inb(COM1 + 5) & 1 != 0).then(|| inb(COM1)) }
+}
+
 struct Logger;
 static LOGGER: Logger = Logger;
 

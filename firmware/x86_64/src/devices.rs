@@ -7,6 +7,9 @@ use crate::memory;
 use crate::pci::{EcamAccess, PortIo};
 use crate::time;
 use alloc::boxed::Box;
+use alloc::rc::Rc;
+use core::cell::RefCell;
+use ember_block::BlockError;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -14,12 +17,48 @@ use ember_block::BlockDevice;
 use ember_pci::{BarWindows, ConfigSpace, Device};
 use ember_virtio::{Dma, MmioRegion, Timeout, Transport, VirtioBlk, VirtioMmio, VirtioPci};
 
+/// Where a disk sits, for UEFI device paths.
+#[derive(Clone, Copy, Debug)]
+pub enum Location {
+    Pci(ember_pci::Bdf),
+    Mmio(u64),
+}
+
 /// A disk Ember can boot from.
 pub struct Disk {
     /// How the console names it, e.g. `virtio-blk 00:03.0`.
     pub name: String,
-    pub dev: Box<dyn BlockDevice>,
+    pub dev: SharedDisk,
+    pub location: Location,
 }
+
+/// A disk shared by every protocol instance that reaches it. Firmware code is
+/// single-threaded; a busy borrow (re-entry) is reported as a device error.
+#[derive(Clone)]
+pub struct SharedDisk(pub Rc<RefCell<Box<dyn BlockDevice>>>);
+
+impl BlockDevice for SharedDisk {
+    fn block_size(&self) -> u32 {
+        self.0.try_borrow().map(|d| d.block_size()).unwrap_or(512)
+    }
+    fn num_blocks(&self) -> u64 {
+        self.0.try_borrow().map(|d| d.num_blocks()).unwrap_or(0)
+    }
+    fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.0.try_borrow_mut().map_err(|_| BlockError::Io(0xff))?.read_blocks(lba, buf)
+    }
+    fn write_blocks(&mut self, lba: u64, buf: &[u8]) -> Result<(), BlockError> {
+        self.0.try_borrow_mut().map_err(|_| BlockError::Io(0xff))?.write_blocks(lba, buf)
+    }
+    fn flush(&mut self) -> Result<(), BlockError> {
+        self.0.try_borrow_mut().map_err(|_| BlockError::Io(0xff))?.flush()
+    }
+    fn read_only(&self) -> bool {
+        self.0.try_borrow().map(|d| d.read_only()).unwrap_or(true)
+    }
+}
+
+
 
 /// DMA pages for virtqueues come from the memory map, below 4 GiB.
 struct FirmwareDma;
@@ -38,13 +77,13 @@ fn io_timeout() -> Timeout {
     Timeout::Clock { now_ns: time::now_ns, timeout_ns: 10_000_000_000 }
 }
 
-fn start_blk<T: Transport + 'static>(name: String, t: T, out: &mut Vec<Disk>) {
+fn start_blk<T: Transport + 'static>(name: String, location: Location, t: T, out: &mut Vec<Disk>) {
     // SAFETY: Ember is identity-mapped without an IOMMU, so buffer addresses
     // are the physical addresses the device DMAs to; `t` drives a real device.
     match unsafe { VirtioBlk::new(t, &FirmwareDma, io_timeout()) } {
         Ok(b) => {
             log::info!("{name}: {} MiB", b.size_bytes() >> 20);
-            out.push(Disk { name, dev: Box::new(b) });
+            out.push(Disk { name, dev: SharedDisk(Rc::new(RefCell::new(Box::new(b)))), location });
         }
         Err(e) => log::warn!("{name}: cannot use it: {e}"),
     }
@@ -72,7 +111,8 @@ fn parse_mmio_arg(v: &str) -> Option<(u64, u64)> {
 /// default 64-bit hole size), kept inside the CPU's physical address width.
 fn pci_windows() -> BarWindows {
     const GIB: u64 = 1 << 30;
-    let map = memory::MAP.lock();
+    let guard = memory::MAP.lock();
+    let map = guard.map();
     let is_ram = |k: ember_mem::MemKind| k == ember_mem::MemKind::Free || k.is_allocated();
     let low_top = map
         .regions()
@@ -82,7 +122,7 @@ fn pci_windows() -> BarWindows {
         .max()
         .unwrap_or(0);
     let ram_top = map.regions().iter().filter(|r| is_ram(r.kind)).map(|r| r.end).max().unwrap_or(0);
-    drop(map);
+    drop(guard);
     let mem32_start = low_top.next_multiple_of(1 << 28).max(0xc000_0000);
     let phys_bits = if crate::arch::io::cpuid(0x8000_0000, 0).eax >= 0x8000_0008 {
         crate::arch::io::cpuid(0x8000_0008, 0).eax & 0xff
@@ -150,7 +190,7 @@ pub fn discover(platform: &Platform, cmdline: &str) -> Vec<Disk> {
         let name = format!("virtio-blk {}", d.bdf);
         // SAFETY: the BARs were enumerated/assigned above and are identity-mapped MMIO.
         match unsafe { VirtioPci::new(cfg, d) } {
-            Ok(t) => start_blk(name, t, &mut disks),
+            Ok(t) => start_blk(name, Location::Pci(d.bdf), t, &mut disks),
             Err(e) => log::warn!("{name}: {e}"),
         }
     }
@@ -179,7 +219,8 @@ pub fn discover(platform: &Platform, cmdline: &str) -> Vec<Disk> {
         let Some(region) = region else { continue };
         match VirtioMmio::new(region) {
             Ok(t) if t.device_type() == ember_virtio::device_type::BLOCK => {
-                start_blk(format!("virtio-blk mmio@{base:#x} (v{})", t.version()), t, &mut disks)
+                let name = format!("virtio-blk mmio@{base:#x} (v{})", t.version());
+                start_blk(name, Location::Mmio(base), t, &mut disks)
             }
             Ok(_) => {}
             Err(ember_virtio::VirtioError::NoDevice) => {}

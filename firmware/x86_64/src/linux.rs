@@ -58,10 +58,11 @@ pub fn boot<D: BlockDevice>(
         files.push((p, f));
     }
 
-    let mut map = memory::MAP.lock();
-    let kaddr = ember_linux::place_kernel(&bz, &mut map).map_err(|e| format!("{kernel}: {e}"))?;
+    let mut guard = memory::MAP.lock();
+    let map = guard.map_mut();
+    let kaddr = ember_linux::place_kernel(&bz, map).map_err(|e| format!("{kernel}: {e}"))?;
     let iaddr = if total > 0 {
-        ember_linux::place_initrd(total, &bz, &mut map).map_err(|e| format!("initrd ({} MiB): {e}", total >> 20))?
+        ember_linux::place_initrd(total, &bz, map).map_err(|e| format!("initrd ({} MiB): {e}", total >> 20))?
     } else {
         0
     };
@@ -75,7 +76,7 @@ pub fn boot<D: BlockDevice>(
     let bp_addr = map
         .allocate_in_range(1, PAGE_SIZE, 1 << 20, u64::from(u32::MAX), MemKind::BootParams, Strategy::TopDown)
         .map_err(|e| format!("boot parameters: {e}"))?;
-    drop(map);
+    drop(guard);
 
     load(fs, &kfile, kernel, bz.kernel_offset(), kaddr, bz.kernel_size())?;
     let mut at = iaddr;
@@ -89,12 +90,13 @@ pub fn boot<D: BlockDevice>(
     c[cmdline.len()] = 0;
 
     let mut e820 = [E820Entry::new(0, 0, 0); 128];
-    let map = memory::MAP.lock();
+    let guard = memory::MAP.lock();
+    let map = guard.map();
     if map.e820_len() > e820.len() {
         log::warn!("memory map has {} entries; Linux gets the first {}", map.e820_len(), e820.len());
     }
     let n = map.to_e820(&mut e820);
-    drop(map);
+    drop(guard);
     let inputs = BootInputs {
         cmdline_addr: cmd_addr,
         cmdline_len: cmdline.len() as u32,

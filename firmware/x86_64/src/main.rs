@@ -8,6 +8,7 @@ mod acpi;
 mod arch;
 mod boot;
 mod devices;
+mod efi;
 mod linux;
 mod console;
 mod memory;
@@ -42,11 +43,18 @@ extern "C" fn rust_start(start_info: u64) -> ! {
     // SAFETY: the RSDP address is the VMM's (or 0).
     let platform = power::init(unsafe { acpi::discover(info.rsdp) });
     let t = time::since_start_us();
-    let mut disks = devices::discover(platform, info.cmdline);
+    // The VMM's command line sits in low memory that the OS or an EFI
+    // application may reuse; keep a copy.
+    let cmdline = alloc::string::String::from(info.cmdline);
+    let mut disks = devices::discover(platform, &cmdline);
     log::info!("devices: {} disk(s) in {} us", disks.len(), time::since_start_us() - t);
-    boot::run(&mut disks, platform.rsdp, info.cmdline);
+    let mode = match pvh::cmdline_value(&cmdline, "ember.boot") {
+        Some("native") => boot::Mode::Native,
+        _ => boot::Mode::Uefi,
+    };
+    boot::run(&mut disks, platform.rsdp, &cmdline, mode);
     log::error!("Ember: nothing bootable on {} disk(s)", disks.len());
-    power::on_failure(pvh::cmdline_value(info.cmdline, "ember.on_failure"))
+    power::on_failure(pvh::cmdline_value(&cmdline, "ember.on_failure"))
 }
 
 #[panic_handler]

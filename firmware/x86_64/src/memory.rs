@@ -9,14 +9,17 @@ use crate::arch::io::{inb, outb};
 use crate::arch::paging;
 use crate::{phys, pvh};
 use ember_mem::{MemKind, MemoryMap, Strategy, PAGE_SIZE};
+use ember_uefi_data::memmap::UefiMemory;
 use linked_list_allocator::LockedHeap;
 use spin::Mutex;
 
 /// Capacity of the map: VMM entries plus every allocation Ember makes.
 pub type Map = MemoryMap<256>;
 
-/// The global memory map (and page allocator).
-pub static MAP: Mutex<Map> = Mutex::new(Map::new());
+/// The global memory map (and page allocator). It carries the UEFI map key,
+/// which every change bumps (`map_mut`), so ExitBootServices can tell a
+/// stale memory map from a current one.
+pub static MAP: Mutex<UefiMemory<256>> = Mutex::new(UefiMemory::empty());
 
 #[global_allocator]
 static HEAP: LockedHeap = LockedHeap::empty();
@@ -58,6 +61,7 @@ fn cmos_fallback(map: &mut Map) {
 pub fn alloc_pages(pages: u64) -> Option<u64> {
     let a = MAP
         .lock()
+        .map_mut()
         .allocate_in_range(pages, PAGE_SIZE, LOW_LIMIT, FOUR_GIB - 1, MemKind::FirmwareData, Strategy::TopDown)
         .ok()?;
     // SAFETY: just allocated for Ember in the map; identity-mapped below 4 GiB.
@@ -67,7 +71,8 @@ pub fn alloc_pages(pages: u64) -> Option<u64> {
 
 /// Build the map, reserve Ember's image, map all RAM and start the heap.
 pub fn init(info: &pvh::BootInfo) {
-    let mut map = MAP.lock();
+    let mut guard = MAP.lock();
+    let map = guard.map_mut();
     let mut n = 0;
     for e in info.memmap() {
         if map.add_firmware_range(e.addr, e.size, e.kind).is_err() {
@@ -77,7 +82,7 @@ pub fn init(info: &pvh::BootInfo) {
         n += 1;
     }
     if n == 0 {
-        cmos_fallback(&mut map);
+        cmos_fallback(map);
     }
     // SAFETY: linker-provided symbols; only their addresses are used.
     let (start, end) = unsafe { (&__image_start as *const u8 as u64, &__image_end as *const u8 as u64) };
@@ -96,7 +101,7 @@ pub fn init(info: &pvh::BootInfo) {
         MemKind::FirmwareData,
         Strategy::TopDown,
     );
-    drop(map);
+    drop(guard);
     match heap {
         Ok(h) => {
             // SAFETY: the range was just allocated for the heap and is used by nothing else.
@@ -115,7 +120,7 @@ pub fn init(info: &pvh::BootInfo) {
         }
     }
     log::info!("memory: {} MiB usable, top of RAM {:#x}, heap {} KiB", free >> 20, top, heap_pages * 4);
-    for r in MAP.lock().regions() {
+    for r in MAP.lock().map().regions() {
         log::debug!("  {:#012x}-{:#012x} {:?}", r.start, r.end, r.kind);
     }
 }

@@ -1,0 +1,434 @@
+//! EFI_RUNTIME_SERVICES. Time comes from the CMOS RTC; variables live in a
+//! volatile store while boot services run (persistence is a later step);
+//! reset and power-off use the platform's ACPI registers.
+//!
+//! After ExitBootServices only what is published in the EFI_RT_PROPERTIES
+//! table keeps working: these functions then touch nothing but Ember's own
+//! image (reported as runtime memory) and I/O ports — never the heap.
+
+use crate::arch::io::{inb, outb};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use ember_uefi_data::vars::{name_from_buffer, VarLimits, VarStore};
+use ember_uefi_data::Guid as VGuid;
+use r_efi::efi::{self, Guid, Status, Time, TimeCapabilities};
+use spin::Mutex;
+
+static RUNTIME: AtomicBool = AtomicBool::new(false);
+static VARS: Mutex<Option<VarStore>> = Mutex::new(None);
+static HIGH_COUNT: AtomicU64 = AtomicU64::new(0);
+/// Runtime ranges from SetVirtualAddressMap: (phys, virt, pages). A fixed
+/// array: by then the heap belongs to the OS.
+struct VirtMap {
+    set: bool,
+    len: usize,
+    ranges: [(u64, u64, u64); 64],
+}
+static VMAP: Mutex<VirtMap> = Mutex::new(VirtMap { set: false, len: 0, ranges: [(0, 0, 0); 64] });
+
+/// What keeps working after ExitBootServices (EFI_RT_PROPERTIES_TABLE).
+pub const SUPPORTED_AT_RUNTIME: u32 = efi::RT_SUPPORTED_GET_TIME
+    | efi::RT_SUPPORTED_SET_TIME
+    | efi::RT_SUPPORTED_SET_VIRTUAL_ADDRESS_MAP
+    | efi::RT_SUPPORTED_CONVERT_POINTER
+    | efi::RT_SUPPORTED_GET_NEXT_HIGH_MONOTONIC_COUNT
+    | efi::RT_SUPPORTED_RESET_SYSTEM;
+
+pub fn init() {
+    *VARS.lock() = Some(VarStore::new(VarLimits::default()));
+}
+
+/// Switch to the after-ExitBootServices rules.
+pub fn enter_runtime() {
+    if let Some(v) = VARS.lock().as_mut() {
+        v.exit_boot_services();
+    }
+    RUNTIME.store(true, Ordering::SeqCst);
+}
+
+fn at_runtime() -> bool {
+    RUNTIME.load(Ordering::Relaxed)
+}
+
+// ---- time ----------------------------------------------------------------
+
+fn cmos(reg: u8) -> u8 {
+    // SAFETY: the RTC's index/data ports; NMI-disable bit left clear.
+    unsafe {
+        outb(0x70, reg);
+        inb(0x71)
+    }
+}
+
+fn cmos_write(reg: u8, v: u8) {
+    // SAFETY: as above.
+    unsafe {
+        outb(0x70, reg);
+        outb(0x71, v);
+    }
+}
+
+fn from_bcd(v: u8, bcd: bool) -> u8 {
+    if bcd {
+        (v >> 4) * 10 + (v & 0xf)
+    } else {
+        v
+    }
+}
+
+fn to_bcd(v: u8, bcd: bool) -> u8 {
+    if bcd {
+        ((v / 10) << 4) | (v % 10)
+    } else {
+        v
+    }
+}
+
+fn read_rtc() -> Option<Time> {
+    if cmos(0x0a) == 0xff {
+        return None; // no RTC decodes these ports
+    }
+    // Wait (bounded) for an update cycle not to be in progress.
+    for _ in 0..100_000 {
+        if cmos(0x0a) & 0x80 == 0 {
+            break;
+        }
+    }
+    let b = cmos(0x0b);
+    let bcd = b & 0x04 == 0;
+    let h24 = b & 0x02 != 0;
+    let raw_hour = cmos(0x04);
+    let mut hour = from_bcd(raw_hour & 0x7f, bcd);
+    if !h24 {
+        let pm = raw_hour & 0x80 != 0;
+        hour %= 12;
+        if pm {
+            hour += 12;
+        }
+    }
+    let century = match from_bcd(cmos(0x32), bcd) {
+        c @ 19..=21 => u16::from(c),
+        _ => 20,
+    };
+    Some(Time {
+        year: century * 100 + u16::from(from_bcd(cmos(0x09), bcd)),
+        month: from_bcd(cmos(0x08), bcd),
+        day: from_bcd(cmos(0x07), bcd),
+        hour,
+        minute: from_bcd(cmos(0x02), bcd),
+        second: from_bcd(cmos(0x00), bcd),
+        pad1: 0,
+        nanosecond: 0,
+        timezone: efi::UNSPECIFIED_TIMEZONE,
+        daylight: 0,
+        pad2: 0,
+    })
+}
+
+fn valid(t: &Time) -> bool {
+    (1900..=9999).contains(&t.year)
+        && (1..=12).contains(&t.month)
+        && (1..=31).contains(&t.day)
+        && t.hour < 24
+        && t.minute < 60
+        && t.second < 60
+        && t.nanosecond < 1_000_000_000
+        && (t.timezone == efi::UNSPECIFIED_TIMEZONE || (-1440..=1440).contains(&t.timezone))
+}
+
+pub extern "efiapi" fn get_time(time: *mut Time, caps: *mut TimeCapabilities) -> Status {
+    if time.is_null() {
+        return Status::INVALID_PARAMETER;
+    }
+    let Some(t) = read_rtc() else { return Status::DEVICE_ERROR };
+    // SAFETY: out pointers checked / optional.
+    unsafe {
+        *time = t;
+        if !caps.is_null() {
+            *caps = TimeCapabilities { resolution: 1, accuracy: 50_000_000, sets_to_zero: efi::Boolean::FALSE };
+        }
+    }
+    Status::SUCCESS
+}
+
+pub extern "efiapi" fn set_time(time: *mut Time) -> Status {
+    if time.is_null() {
+        return Status::INVALID_PARAMETER;
+    }
+    // SAFETY: the caller's EFI_TIME.
+    let t = unsafe { *time };
+    if !valid(&t) {
+        return Status::INVALID_PARAMETER;
+    }
+    if cmos(0x0a) == 0xff {
+        return Status::DEVICE_ERROR;
+    }
+    let b = cmos(0x0b);
+    let bcd = b & 0x04 == 0;
+    cmos_write(0x0b, b | 0x80); // hold updates while writing
+    cmos_write(0x00, to_bcd(t.second, bcd));
+    cmos_write(0x02, to_bcd(t.minute, bcd));
+    cmos_write(0x04, to_bcd(t.hour, bcd) | if b & 0x02 == 0 && t.hour >= 12 { 0x80 } else { 0 });
+    cmos_write(0x07, to_bcd(t.day, bcd));
+    cmos_write(0x08, to_bcd(t.month, bcd));
+    cmos_write(0x09, to_bcd((t.year % 100) as u8, bcd));
+    cmos_write(0x32, to_bcd((t.year / 100) as u8, bcd));
+    cmos_write(0x0b, b & !0x80);
+    Status::SUCCESS
+}
+
+pub extern "efiapi" fn get_wakeup_time(enabled: *mut efi::Boolean, pending: *mut efi::Boolean, time: *mut Time) -> Status {
+    if enabled.is_null() || pending.is_null() || time.is_null() {
+        return Status::INVALID_PARAMETER;
+    }
+    // No wake-up source exists on these virtual machines.
+    Status::UNSUPPORTED
+}
+
+pub extern "efiapi" fn set_wakeup_time(_enable: efi::Boolean, _time: *mut Time) -> Status {
+    Status::UNSUPPORTED
+}
+
+// ---- virtual addressing --------------------------------------------------
+
+pub extern "efiapi" fn set_virtual_address_map(size: usize, desc_size: usize, version: u32, map: *mut efi::MemoryDescriptor) -> Status {
+    if !at_runtime() {
+        return Status::UNSUPPORTED;
+    }
+    let mut vm = VMAP.lock();
+    if vm.set {
+        return Status::UNSUPPORTED; // only once
+    }
+    if map.is_null() || desc_size < 40 || version != 1 {
+        return Status::INVALID_PARAMETER;
+    }
+    let mut n = 0;
+    for i in 0..size / desc_size {
+        // SAFETY: the OS passes `size` bytes of descriptors.
+        let d = unsafe { &*((map as usize + i * desc_size) as *const efi::MemoryDescriptor) };
+        if d.attribute & efi::MEMORY_RUNTIME != 0 && n < vm.ranges.len() {
+            vm.ranges[n] = (d.physical_start, d.virtual_start, d.number_of_pages);
+            n += 1;
+        }
+    }
+    vm.len = n;
+    vm.set = true;
+    // Ember's runtime code is position-dependent and stays reachable through
+    // the identity mapping Linux keeps for runtime regions; the tables'
+    // pointers are left physical.
+    Status::SUCCESS
+}
+
+pub extern "efiapi" fn convert_pointer(_debug: usize, addr: *mut *mut core::ffi::c_void) -> Status {
+    if addr.is_null() {
+        return Status::INVALID_PARAMETER;
+    }
+    // SAFETY: the caller's pointer to convert.
+    let p = unsafe { *addr } as u64;
+    if p == 0 {
+        return Status::SUCCESS; // NULL stays NULL (EFI_OPTIONAL_PTR)
+    }
+    let vm = VMAP.lock();
+    if !vm.set {
+        return Status::NOT_FOUND;
+    }
+    for &(phys, virt, pages) in &vm.ranges[..vm.len] {
+        if p >= phys && p < phys + pages * 4096 {
+            // SAFETY: as above.
+            unsafe { *addr = (virt + (p - phys)) as *mut core::ffi::c_void };
+            return Status::SUCCESS;
+        }
+    }
+    Status::NOT_FOUND
+}
+
+// ---- variables -----------------------------------------------------------
+
+fn vguid(p: *const Guid) -> Option<VGuid> {
+    // SAFETY: the caller's GUID pointer, checked non-null.
+    (!p.is_null()).then(|| VGuid(*unsafe { &*p }.as_bytes()))
+}
+
+/// # Safety
+/// `p` must point at a NUL-terminated UCS-2 string.
+unsafe fn name_at<'a>(p: *const u16) -> Option<&'a [u16]> {
+    if p.is_null() {
+        return None;
+    }
+    let mut n = 0;
+    // Variable names are short; 1024 units bounds a missing terminator.
+    // SAFETY: within the caller's string up to its NUL.
+    while n < 1024 && unsafe { *p.add(n) } != 0 {
+        n += 1;
+    }
+    // SAFETY: `n` units were just read.
+    (n < 1024).then(|| unsafe { core::slice::from_raw_parts(p, n) })
+}
+
+pub extern "efiapi" fn get_variable(name: *mut u16, g: *mut Guid, attrs: *mut u32, size: *mut usize, data: *mut core::ffi::c_void) -> Status {
+    if at_runtime() {
+        return Status::UNSUPPORTED;
+    }
+    // SAFETY: the caller's name string.
+    let (Some(n), Some(g)) = (unsafe { name_at(name) }, vguid(g)) else { return Status::INVALID_PARAMETER };
+    if size.is_null() {
+        return Status::INVALID_PARAMETER;
+    }
+    let vars = VARS.lock();
+    let Some(store) = vars.as_ref() else { return Status::NOT_FOUND };
+    // SAFETY: `size` checked.
+    let have = unsafe { *size };
+    match store.get(n, &g, have) {
+        Ok((a, d)) => {
+            if data.is_null() && !d.is_empty() {
+                return Status::INVALID_PARAMETER;
+            }
+            // SAFETY: the caller's buffer holds `have >= d.len()` bytes.
+            unsafe {
+                core::ptr::copy_nonoverlapping(d.as_ptr(), data as *mut u8, d.len());
+                *size = d.len();
+                if !attrs.is_null() {
+                    *attrs = a;
+                }
+            }
+            Status::SUCCESS
+        }
+        Err(e) => {
+            if let ember_uefi_data::vars::VarError::BufferTooSmall { needed } = e {
+                // SAFETY: `size` checked.
+                unsafe { *size = needed };
+            }
+            Status::from_usize(e.efi_status())
+        }
+    }
+}
+
+pub extern "efiapi" fn get_next_variable_name(size: *mut usize, name: *mut u16, g: *mut Guid) -> Status {
+    if at_runtime() {
+        return Status::UNSUPPORTED;
+    }
+    if size.is_null() || name.is_null() || g.is_null() {
+        return Status::INVALID_PARAMETER;
+    }
+    // SAFETY: `size` checked; the buffer holds `*size` bytes.
+    let cap = unsafe { *size };
+    // SAFETY: the caller's buffer of `cap` bytes holding the previous name.
+    let buf = unsafe { core::slice::from_raw_parts(name, cap / 2) };
+    let Ok(prev) = name_from_buffer(buf) else { return Status::INVALID_PARAMETER };
+    let Some(pg) = vguid(g) else { return Status::INVALID_PARAMETER };
+    let vars = VARS.lock();
+    let Some(store) = vars.as_ref() else { return Status::NOT_FOUND };
+    match store.next_name(prev, &pg, cap) {
+        Ok((n, ng)) => {
+            // SAFETY: the store checked `cap` holds the name and its NUL.
+            unsafe {
+                core::ptr::copy_nonoverlapping(n.as_ptr(), name, n.len());
+                *name.add(n.len()) = 0;
+                *size = (n.len() + 1) * 2;
+                *g = Guid::from_bytes(&ng.0);
+            }
+            Status::SUCCESS
+        }
+        Err(e) => {
+            if let ember_uefi_data::vars::VarError::BufferTooSmall { needed } = e {
+                // SAFETY: `size` checked.
+                unsafe { *size = needed };
+            }
+            Status::from_usize(e.efi_status())
+        }
+    }
+}
+
+pub extern "efiapi" fn set_variable(name: *mut u16, g: *mut Guid, attrs: u32, size: usize, data: *mut core::ffi::c_void) -> Status {
+    if at_runtime() {
+        return Status::UNSUPPORTED;
+    }
+    // SAFETY: the caller's name string.
+    let (Some(n), Some(g)) = (unsafe { name_at(name) }, vguid(g)) else { return Status::INVALID_PARAMETER };
+    if size != 0 && data.is_null() {
+        return Status::INVALID_PARAMETER;
+    }
+    let d: &[u8] = if size == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller's buffer of `size` bytes.
+        unsafe { core::slice::from_raw_parts(data as *const u8, size) }
+    };
+    let mut vars = VARS.lock();
+    let Some(store) = vars.as_mut() else { return Status::DEVICE_ERROR };
+    match store.set(n, &g, attrs, d) {
+        Ok(()) => Status::SUCCESS,
+        Err(e) => Status::from_usize(e.efi_status()),
+    }
+}
+
+pub extern "efiapi" fn query_variable_info(attrs: u32, max: *mut u64, remaining: *mut u64, max_var: *mut u64) -> Status {
+    if at_runtime() {
+        return Status::UNSUPPORTED;
+    }
+    if max.is_null() || remaining.is_null() || max_var.is_null() {
+        return Status::INVALID_PARAMETER;
+    }
+    let vars = VARS.lock();
+    let Some(store) = vars.as_ref() else { return Status::DEVICE_ERROR };
+    match store.query_info(attrs) {
+        Ok(i) => {
+            // SAFETY: out pointers checked.
+            unsafe {
+                *max = i.max_storage;
+                *remaining = i.remaining;
+                *max_var = i.max_var_size;
+            }
+            Status::SUCCESS
+        }
+        Err(e) => Status::from_usize(e.efi_status()),
+    }
+}
+
+/// Firmware-owned, read-only variables (e.g. SecureBoot = 0).
+pub fn set_read_only(name: &str, g: &Guid, attrs: u32, data: &[u8]) {
+    let units: Vec<u16> = name.encode_utf16().collect();
+    if let Some(s) = VARS.lock().as_mut() {
+        if let Err(e) = s.set_read_only(&units, &VGuid(*g.as_bytes()), attrs, data) {
+            log::warn!("UEFI: variable {name}: {e}");
+        }
+    }
+}
+
+// ---- the rest ------------------------------------------------------------
+
+pub extern "efiapi" fn get_next_high_mono_count(high: *mut u32) -> Status {
+    if high.is_null() {
+        return Status::INVALID_PARAMETER;
+    }
+    let v = HIGH_COUNT.fetch_add(1, Ordering::SeqCst) + 1;
+    // SAFETY: out pointer checked.
+    unsafe { *high = v as u32 };
+    Status::SUCCESS
+}
+
+pub extern "efiapi" fn reset_system(kind: efi::ResetType, _status: Status, _size: usize, _data: *mut core::ffi::c_void) {
+    match kind {
+        efi::RESET_SHUTDOWN => crate::power::poweroff(),
+        _ => crate::power::reset(),
+    }
+}
+
+pub extern "efiapi" fn update_capsule(_caps: *mut *mut efi::CapsuleHeader, _count: usize, _sg: efi::PhysicalAddress) -> Status {
+    // No capsule (firmware update) support: the spec's answer is UNSUPPORTED.
+    Status::UNSUPPORTED
+}
+
+pub extern "efiapi" fn query_capsule_capabilities(_caps: *mut *mut efi::CapsuleHeader, _count: usize, _max: *mut u64, _reset: *mut efi::ResetType) -> Status {
+    Status::UNSUPPORTED
+}
+
+/// A writable variable's initial value.
+pub fn set_default(name: &str, g: &Guid, attrs: u32, data: &[u8]) {
+    let units: Vec<u16> = name.encode_utf16().collect();
+    if let Some(s) = VARS.lock().as_mut() {
+        if let Err(e) = s.set(&units, &VGuid(*g.as_bytes()), attrs, data) {
+            log::warn!("UEFI: variable {name}: {e}");
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! PE32+ validation and loading (the UEFI image loader): parse, then lay the
+//! image out at its preferred base and elsewhere.
+#![no_main]
+
+use ember_pe::PeImage;
+use libfuzzer_sys::fuzz_target;
+
+/// Larger images are parsed but not loaded, to keep executions fast.
+const MAX_LOAD: u32 = 4 << 20;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(img) = PeImage::parse(data) else {
+        return;
+    };
+    let size = u64::from(img.image_size());
+    let mut perms: Vec<_> = img.section_permissions().collect();
+    perms.sort_by_key(|p| p.rva);
+    let mut end = 0u64;
+    for p in &perms {
+        assert!(
+            u64::from(p.rva) >= end,
+            "overlapping section ranges {perms:?}"
+        );
+        end = u64::from(p.rva) + u64::from(p.size);
+        assert!(end <= size, "section range past SizeOfImage {p:?}");
+    }
+    for s in img.sections() {
+        let _ = (s.name_str(), s.data(data), s.mem_size());
+    }
+    let _ = (img.certificate_table(data), img.entry_rva(), img.may_move());
+    if img.image_size() > MAX_LOAD {
+        return;
+    }
+    let mut dest = vec![0xa5u8; img.image_size() as usize];
+    for base in [img.preferred_base(), 0x10_0000, 0x7fff_f000_0000] {
+        let before = dest.clone();
+        if img.load(data, &mut dest, base).is_err() {
+            assert!(dest == before, "failed load wrote to dest");
+        }
+    }
+});

@@ -1,0 +1,299 @@
+//! Real Debian EFI boot chains as boot scenarios. Each image is checked under
+//! OVMF (`<scenario>/q35-ovmf`, in the default run) so that it is known good
+//! before Ember's UEFI layer boots it (`<scenario>/q35`, `--with-ember-uefi`).
+//!
+//! | scenario | ESP (GPT, FAT32) | what runs |
+//! |---|---|---|
+//! | `efi-stub` | `\vmlinuz.efi`, `\initrd.img`, `\startup.nsh`; type #1 entry | OVMF: its UEFI Shell runs `startup.nsh`, which starts the kernel's EFI stub with `initrd=` and the command line as load options. Ember: the type #1 entry |
+//! | `systemd-boot-type1` | `\EFI\BOOT\BOOTX64.EFI` = systemd-boot; type #1 entry and a UKI in `\EFI\Linux\`; `loader.conf` `default` picks the entry | systemd-boot → kernel EFI stub |
+//! | `systemd-boot-uki` | same files, `default` picks the UKI | systemd-boot → UKI (systemd stub → kernel) |
+//! | `uki` | `\EFI\BOOT\BOOTX64.EFI` = a UKI | systemd stub → kernel |
+//! | `shim-grub` | `\EFI\BOOT\BOOTX64.EFI` = shim, `\EFI\BOOT\grubx64.efi`, `\EFI\debian\grub.cfg`; partition 2 ext4 with `/boot` | shim → GRUB → `search --fs-uuid` → `/boot/grub/grub.cfg` → Linux |
+//!
+//! Debian's OVMF has no BLS support and a kernel started as `BOOTX64.EFI`
+//! gets no load options (so no initrd): the Shell's `startup.nsh` is the one
+//! loader-free way to hand the stub its options under OVMF.
+
+use crate::disk::{Disk, Fs, Kind, Part, Scenario, Src, Table, BASE_OPTIONS};
+use crate::guest::{self, guest_dir, Artifacts};
+use crate::util::{mkdirs, read_to_string, run, tool, write, Fnv, Result};
+use std::path::{Path, PathBuf};
+
+/// Every chain scenario, in matrix order; the expected variant is the name.
+pub const NAMES: &[&str] = &[
+    "efi-stub",
+    "systemd-boot-type1",
+    "systemd-boot-uki",
+    "uki",
+    "shim-grub",
+];
+
+/// The UUID GRUB's `search --fs-uuid` finds the root file system by.
+const ROOT_UUID: &str = "e3be5eed-0000-4000-8000-00000000e3be";
+
+/// Loaders from Debian's signed packages (paths inside the unpacked .debs).
+#[derive(Clone, Debug)]
+pub struct Loaders {
+    /// shim-signed: `usr/lib/shim/shimx64.efi.signed`
+    shim: PathBuf,
+    /// grub-efi-amd64-signed: `usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed`
+    grub: PathBuf,
+    /// systemd-boot-efi: `usr/lib/systemd/boot/efi/systemd-bootx64.efi`
+    sdboot: PathBuf,
+    /// systemd-boot-efi: `usr/lib/systemd/boot/efi/linuxx64.efi.stub`
+    stub: PathBuf,
+}
+
+/// Fetch (or reuse) the three loader packages.
+pub fn prepare() -> Result<Loaders> {
+    let file = |pkg: &str, path: &str| -> Result<PathBuf> {
+        let p = guest::fetch(pkg)?.join(path);
+        if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("{pkg} has no {path} ({})", p.display()))
+        }
+    };
+    Ok(Loaders {
+        shim: file("shim-signed", "usr/lib/shim/shimx64.efi.signed")?,
+        grub: file(
+            "grub-efi-amd64-signed",
+            "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
+        )?,
+        sdboot: file(
+            "systemd-boot-efi",
+            "usr/lib/systemd/boot/efi/systemd-bootx64.efi",
+        )?,
+        stub: file(
+            "systemd-boot-efi",
+            "usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+        )?,
+    })
+}
+
+fn options(variant: &str) -> String {
+    format!("{BASE_OPTIONS} ember.variant={variant}")
+}
+
+fn esp(files: Vec<(String, Src)>) -> Vec<Disk> {
+    vec![Disk {
+        table: Table::Gpt,
+        parts: vec![esp_part(files)],
+    }]
+}
+
+fn esp_part(files: Vec<(String, Src)>) -> Part {
+    // FAT32 (>65524 clusters) as Debian's installer makes it; room for two
+    // kernels plus initrds in the systemd-boot images.
+    Part {
+        kind: Kind::Esp,
+        size_mib: 64,
+        fs: Fs::Fat { bits: 32, spc: 1 },
+        files,
+    }
+}
+
+fn host(p: &Path) -> Src {
+    Src::Host(p.to_path_buf())
+}
+
+fn text(s: impl Into<String>) -> Src {
+    Src::Text(s.into())
+}
+
+/// A type #1 entry for the kernel and initrd at the ESP's root.
+fn type1(linux: &str, variant: &str) -> Src {
+    text(format!(
+        "title Ember {variant}\nlinux {linux}\ninitrd /initrd.img\noptions {}\n",
+        options(variant)
+    ))
+}
+
+/// The scenario's disks; `Ok(None)` for a name that is not a chain scenario.
+pub fn scenario(name: &str, a: &Artifacts, l: &Loaders) -> Result<Option<Scenario>> {
+    let Some(&name) = NAMES.iter().find(|n| **n == name) else {
+        return Ok(None);
+    };
+    let disks = match name {
+        "efi-stub" => esp(vec![
+            ("/vmlinuz.efi".into(), host(&a.kernel)),
+            ("/initrd.img".into(), host(&a.initrd)),
+            // The Shell runs startup.nsh from fs0: (the only disk) when no
+            // boot option loads; the stub resolves `initrd=` on its own volume.
+            (
+                "/startup.nsh".into(),
+                text(format!(
+                    "fs0:\n\\vmlinuz.efi initrd=\\initrd.img {}\n",
+                    options(name)
+                )),
+            ),
+            // Ember's path: it reads the entry and starts the stub itself.
+            ("/loader/loader.conf".into(), text("timeout 0\n")),
+            (
+                "/loader/entries/efi-stub.conf".into(),
+                type1("/vmlinuz.efi", name),
+            ),
+        ]),
+        "systemd-boot-type1" | "systemd-boot-uki" => {
+            // Both images hold both entries; only `default` differs, so each
+            // also proves systemd-boot's selection between the two kinds.
+            let default = if name == "systemd-boot-type1" {
+                "ember-type1.conf"
+            } else {
+                "ember-uki.efi"
+            };
+            let uki = build_uki("systemd-boot-uki", a, l)?;
+            esp(vec![
+                ("/EFI/BOOT/BOOTX64.EFI".into(), host(&l.sdboot)),
+                (
+                    "/loader/loader.conf".into(),
+                    text(format!("timeout 0\ndefault {default}\n")),
+                ),
+                ("/vmlinuz".into(), host(&a.kernel)),
+                ("/initrd.img".into(), host(&a.initrd)),
+                (
+                    "/loader/entries/ember-type1.conf".into(),
+                    type1("/vmlinuz", "systemd-boot-type1"),
+                ),
+                ("/EFI/Linux/ember-uki.efi".into(), host(&uki)),
+            ])
+        }
+        "uki" => esp(vec![(
+            "/EFI/BOOT/BOOTX64.EFI".into(),
+            host(&build_uki("uki", a, l)?),
+        )]),
+        "shim-grub" => shim_grub(a, l),
+        _ => unreachable!("every name in NAMES has a layout"),
+    };
+    Ok(Some(Scenario {
+        name,
+        disks,
+        expect: name,
+        microvm: false,
+    }))
+}
+
+/// Debian's removable-media layout: shim as `BOOTX64.EFI` loads
+/// `grubx64.efi` from its own directory (no `fbx64.efi` there, so no
+/// fallback run). Signed GRUB is built with prefix `/EFI/debian` and an
+/// embedded config that sources `$prefix/grub.cfg`, so the stub config
+/// lives in `\EFI\debian\` even though GRUB runs from `\EFI\BOOT\`; it finds
+/// `/boot` by UUID as Debian's own stub config does.
+fn shim_grub(a: &Artifacts, l: &Loaders) -> Vec<Disk> {
+    let rel = &a.kernel_release;
+    let esp_files = vec![
+        ("/EFI/BOOT/BOOTX64.EFI".into(), host(&l.shim)),
+        ("/EFI/BOOT/grubx64.efi".into(), host(&l.grub)),
+        (
+            "/EFI/debian/grub.cfg".into(),
+            text(format!(
+                "search --no-floppy --fs-uuid --set=root {ROOT_UUID}\n\
+                 set prefix=($root)/boot/grub\n\
+                 configfile $prefix/grub.cfg\n"
+            )),
+        ),
+    ];
+    let root_files = vec![
+        (format!("/boot/vmlinuz-{rel}"), host(&a.kernel)),
+        (format!("/boot/initrd.img-{rel}"), host(&a.initrd)),
+        (
+            "/boot/grub/grub.cfg".into(),
+            text(format!(
+                "set timeout=0\nset default=0\n\
+                 menuentry 'Ember shim-grub' {{\n\
+                 \tlinux /boot/vmlinuz-{rel} {}\n\
+                 \tinitrd /boot/initrd.img-{rel}\n}}\n",
+                options("shim-grub")
+            )),
+        ),
+    ];
+    vec![Disk {
+        table: Table::Gpt,
+        parts: vec![
+            esp_part(esp_files),
+            Part {
+                kind: Kind::Linux,
+                size_mib: 64,
+                fs: Fs::Ext4Uuid(ROOT_UUID),
+                files: root_files,
+            },
+        ],
+    }]
+}
+
+/// Little-endian field of a PE image.
+fn le(b: &[u8], at: usize, n: usize) -> Option<u64> {
+    let s = b.get(at..at + n)?;
+    Some(s.iter().rev().fold(0, |v, &x| v << 8 | u64::from(x)))
+}
+
+/// A unified kernel image: systemd 252's stub with `.osrel`, `.cmdline`,
+/// `.linux` and `.initrd` added by objcopy (bookworm has no ukify). VMAs
+/// follow the stub's man page (0x20000, 0x30000, 0x2000000), except that
+/// `.initrd` goes right after the kernel, which may outgrow the 16 MiB the
+/// man page leaves it.
+fn build_uki(variant: &str, a: &Artifacts, l: &Loaders) -> Result<PathBuf> {
+    let stub = std::fs::read(&l.stub).map_err(|e| format!("read {}: {e}", l.stub.display()))?;
+    // The added sections must not overlap the stub's own: check its extent.
+    let end = le(&stub, 0x3c, 4)
+        .and_then(|pe| {
+            let opt = pe as usize + 24;
+            (le(&stub, pe as usize, 4)? == 0x4550 && le(&stub, opt, 2)? == 0x20b)
+                .then_some(le(&stub, opt + 24, 8)? + le(&stub, opt + 56, 4)?)
+        })
+        .ok_or_else(|| format!("{} is not a PE32+ image", l.stub.display()))?;
+    if end > 0x20000 {
+        return Err(format!(
+            "{}: image ends at {end:#x}, over .osrel's 0x20000",
+            l.stub.display()
+        ));
+    }
+    let klen = std::fs::metadata(&a.kernel)
+        .map_err(|e| format!("{}: {e}", a.kernel.display()))?
+        .len();
+    let linux_vma: u64 = 0x200_0000;
+    let initrd_vma = (linux_vma + klen).next_multiple_of(0x20_0000);
+    let osrel = format!(
+        "NAME=\"Ember test\"\nID=ember\nVERSION_ID={}\nPRETTY_NAME=\"Ember test ({variant})\"\n",
+        a.kernel_release
+    );
+    let cmdline = options(variant);
+    let dir = guest_dir().join("efi");
+    mkdirs(&dir)?;
+    let out = dir.join(format!("{variant}.efi"));
+    let keyfile = dir.join(format!("{variant}.key"));
+    let key = Fnv::new()
+        .file_meta(&l.stub)
+        .file_meta(&a.kernel)
+        .file_meta(&a.initrd)
+        .str(&osrel)
+        .str(&cmdline)
+        .hex();
+    if out.is_file() && read_to_string(&keyfile).is_ok_and(|k| k == key) {
+        return Ok(out);
+    }
+    let (osrel_f, cmdline_f) = (
+        dir.join(format!("{variant}.osrel")),
+        dir.join(format!("{variant}.cmdline")),
+    );
+    write(&osrel_f, &osrel)?;
+    write(&cmdline_f, &cmdline)?;
+    let section = |name: &str, file: &Path, vma: u64| {
+        [
+            "--add-section".to_string(),
+            format!("{name}={}", file.display()),
+            "--change-section-vma".to_string(),
+            format!("{name}={vma:#x}"),
+        ]
+    };
+    run(tool("objcopy")
+        .args(section(".osrel", &osrel_f, 0x2_0000))
+        .args(section(".cmdline", &cmdline_f, 0x3_0000))
+        .args(section(".linux", &a.kernel, linux_vma))
+        .args(section(".initrd", &a.initrd, initrd_vma))
+        .arg(&l.stub)
+        .arg(&out))?;
+    write(&keyfile, &key)?;
+    println!("efi: built {}", out.display());
+    Ok(out)
+}
