@@ -443,13 +443,7 @@ fn vs_ovmf(cases: &[Case], c: &Case) -> Option<f64> {
 
 fn range(s: Option<Stat>, prec: usize) -> String {
     match s {
-        Some(s) => format!(
-            "{:.p$} [{:.p$}..{:.p$}]",
-            s.median,
-            s.min,
-            s.max,
-            p = prec
-        ),
+        Some(s) => format!("{:.p$} [{:.p$}..{:.p$}]", s.median, s.min, s.max, p = prec),
         None => "-".into(),
     }
 }
@@ -463,7 +457,9 @@ fn print_table(cases: &[Case], meta: &Meta) {
         "Ember {} B from {}; kernel {}",
         meta.ember_bytes, meta.tree, meta.kernel
     );
-    println!("guest ms = virtual time from reset to the first instruction of /init; median [min..max]\n");
+    println!(
+        "guest ms = virtual time from reset to the first instruction of /init; median [min..max]\n"
+    );
     println!(
         "{:<16} {:<10} {:>26} {:>20} {:>9} {:>7} {:>8} {:>8}",
         "config", "machine", "guest ms", "wall s", "over lim", "/OVMF", "Ember ms", "MiB/s"
@@ -510,13 +506,18 @@ fn print_table(cases: &[Case], meta: &Meta) {
     if ember.is_empty() {
         return;
     }
-    println!("\nEmber's own time by phase, ms of its clock (medians; they add up to the hand-off):");
+    println!(
+        "\nEmber's own time by phase, ms of its clock (medians; they add up to the hand-off):"
+    );
     let names = EmberLog::default().phases().map(|p| p.0);
     let mut head = format!("{:<26}", "");
     for n in names {
         let _ = write!(head, " {n:>9}");
     }
-    println!("{head} {:>9} {:>7}  files (last run, MiB/s)", "hand-off", "MiB/s");
+    println!(
+        "{head} {:>9} {:>7}  files (last run, MiB/s)",
+        "hand-off", "MiB/s"
+    );
     for c in ember {
         let m = |f: &dyn Fn(&EmberLog) -> f64| {
             median(
@@ -932,7 +933,10 @@ Booting from ROM..[   0.005000] INFO  Ember 0.1.0 (x86_64, PVH entry)
 
     #[test]
     fn json_strings_are_escaped() {
-        let j = J::Obj(vec![("s", J::str("a\"b\\c\nd\u{1}")), ("n", J::Num(f64::NAN))]);
+        let j = J::Obj(vec![
+            ("s", J::str("a\"b\\c\nd\u{1}")),
+            ("n", J::Num(f64::NAN)),
+        ]);
         assert_eq!(
             j.render(),
             "{\n  \"s\": \"a\\\"b\\\\c\\nd\\u0001\",\n  \"n\": null\n}\n"

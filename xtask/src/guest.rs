@@ -178,7 +178,12 @@ for a in $(cat /proc/cmdline); do
   case "$a" in ember.variant=*) V="${a#ember.variant=}" ;; esac
 done
 echo "ember-init: cmdline: $(cat /proc/cmdline)" > /dev/console
-echo "EMBER-MARKER: $V tsc=$T" > /dev/console
+# Whether the kernel came up with EFI (runtime services, EFI memory map),
+# and how many of its EFI messages complain.
+E=0; [ -d /sys/firmware/efi ] && E=1
+W=$(dmesg | grep -iw efi | grep -ciE 'warn|error|fail|bug')
+dmesg | grep -iw efi | grep -iE 'warn|error|fail|bug' > /dev/console
+echo "EMBER-MARKER: $V tsc=$T efi=$E efiwarn=$W" > /dev/console
 poweroff -f
 "#;
 

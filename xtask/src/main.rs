@@ -102,7 +102,6 @@ fn dispatch(args: &[String]) -> Result<bool> {
                 boot_only: false,
                 direct: false,
                 filter: None,
-                with_ember_uefi: false,
                 fuzz: false,
             };
             while let Some((k, v)) = a.next()? {
@@ -114,7 +113,6 @@ fn dispatch(args: &[String]) -> Result<bool> {
                     }
                     "filter" => opts.filter = Some(a.value(k, v)?),
                     // Also run the UEFI conformance app through Ember (not ready yet).
-                    "with-ember-uefi" => opts.with_ember_uefi = true,
                     // Bounded fuzz step (on by default when CI is set).
                     "fuzz" => opts.fuzz = true,
                     _ => return Err(format!("unknown test option --{k}\n{USAGE}")),

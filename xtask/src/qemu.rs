@@ -19,9 +19,18 @@ pub enum Machine {
     MicrovmLegacy,
     /// q35 with OVMF (Debian's 4M build) as the firmware: the UEFI reference.
     Q35Ovmf,
+    /// q35 with `ember.boot=native`: the plain Linux boot protocol, no UEFI.
+    Q35Native,
+    /// microvm with `ember.boot=native`.
+    MicrovmNative,
 }
 
 impl Machine {
+    /// Whether an OS booted on this machine sees UEFI (runtime services,
+    /// /sys/firmware/efi). Native variants use the plain Linux boot protocol.
+    pub fn expects_efi(self) -> bool {
+        !matches!(self, Machine::Q35Native | Machine::MicrovmNative)
+    }
     pub fn name(self) -> &'static str {
         match self {
             Machine::Q35 => "q35",
@@ -29,6 +38,8 @@ impl Machine {
             Machine::Q35Qboot => "q35-qboot",
             Machine::MicrovmLegacy => "microvm-legacy",
             Machine::Q35Ovmf => "q35-ovmf",
+            Machine::Q35Native => "q35-native",
+            Machine::MicrovmNative => "microvm-native",
         }
     }
     pub fn parse(s: &str) -> Option<Machine> {
@@ -37,6 +48,8 @@ impl Machine {
             "microvm" => Some(Machine::Microvm),
             "q35-qboot" => Some(Machine::Q35Qboot),
             "microvm-legacy" => Some(Machine::MicrovmLegacy),
+            "q35-native" => Some(Machine::Q35Native),
+            "microvm-native" => Some(Machine::MicrovmNative),
             "q35-ovmf" => Some(Machine::Q35Ovmf),
             _ => None,
         }
@@ -71,6 +84,13 @@ pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
     let mut c = tool("qemu-system-x86_64");
     match machine {
         Machine::Q35 => c.args(["-machine", "q35,accel=tcg"]),
+        Machine::Q35Native => c.args(["-machine", "q35,accel=tcg", "-append", "ember.boot=native"]),
+        Machine::MicrovmNative => c.args([
+            "-machine",
+            "microvm,accel=tcg,x-option-roms=off,isa-serial=on",
+            "-append",
+            "ember.boot=native",
+        ]),
         // No option ROMs: Linux does not need them. The PIT stays: without it
         // (and with no HPET/PM timer on microvm) Linux cannot calibrate the
         // TSC and stalls. The RTC stays too: without it Linux busy-waits ~2 s
@@ -142,10 +162,10 @@ pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
                     d.display()
                 ));
                 c.arg("-device").arg(match machine {
-                    Machine::Q35 | Machine::Q35Qboot | Machine::Q35Ovmf => {
+                    Machine::Q35 | Machine::Q35Qboot | Machine::Q35Ovmf | Machine::Q35Native => {
                         format!("virtio-blk-pci,drive=d{i},disable-legacy=on")
                     }
-                    Machine::Microvm | Machine::MicrovmLegacy => {
+                    Machine::Microvm | Machine::MicrovmLegacy | Machine::MicrovmNative => {
                         format!("virtio-blk-device,drive=d{i}")
                     }
                 });
@@ -172,6 +192,10 @@ pub struct Marker {
     pub variant: String,
     /// Guest TSC at /init start: virtual ns since reset under -icount.
     pub tsc: u64,
+    /// Whether the guest has /sys/firmware/efi (booted with UEFI services).
+    pub efi: Option<bool>,
+    /// How many of the guest's EFI kernel messages mention a warning/error.
+    pub efi_warnings: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -193,7 +217,15 @@ pub fn parse_marker(log: &str) -> Option<Marker> {
         let mut it = rest.split_whitespace();
         let variant = it.next()?.to_string();
         let tsc = it.next()?.strip_prefix("tsc=")?.parse().ok()?;
-        Some(Marker { variant, tsc })
+        let mut m = Marker { variant, tsc, efi: None, efi_warnings: None };
+        for w in it {
+            if let Some(v) = w.strip_prefix("efi=") {
+                m.efi = Some(v == "1");
+            } else if let Some(v) = w.strip_prefix("efiwarn=") {
+                m.efi_warnings = v.parse().ok();
+            }
+        }
+        Some(m)
     })
 }
 

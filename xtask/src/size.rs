@@ -152,7 +152,10 @@ pub fn size() -> Result<bool> {
     );
     for r in &rows {
         let (budget, used) = match r.budget {
-            Some(b) => (b.to_string(), format!("{:.0}%", r.bytes as f64 * 100.0 / b as f64)),
+            Some(b) => (
+                b.to_string(),
+                format!("{:.0}%", r.bytes as f64 * 100.0 / b as f64),
+            ),
             None => ("-".into(), "-".into()),
         };
         let verdict = match r.verdict() {
@@ -184,7 +187,10 @@ pub fn test_line() -> bool {
                 .filter(|r| r.verdict() != Verdict::Within)
                 .map(|r| match r.budget {
                     Some(b) => format!("{} is {} B, budget {b} B", r.name, r.bytes),
-                    None => format!("{} ({} B) has no budget in size-budget.toml", r.name, r.bytes),
+                    None => format!(
+                        "{} ({} B) has no budget in size-budget.toml",
+                        r.name, r.bytes
+                    ),
                 })
                 .collect();
             let all: Vec<String> = rows
@@ -218,7 +224,10 @@ mod tests {
         .expect("parses");
         assert_eq!(
             b,
-            vec![("ember-x86_64.elf".to_string(), 250_000), ("other.bin".to_string(), 7)]
+            vec![
+                ("ember-x86_64.elf".to_string(), 250_000),
+                ("other.bin".to_string(), 7)
+            ]
         );
     }
 

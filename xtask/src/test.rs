@@ -16,7 +16,6 @@ pub struct Opts {
     /// Substring of `scenario/machine` selecting boot cases.
     pub filter: Option<String>,
     /// Also boot the UEFI conformance app through Ember (`conformance/ember`).
-    pub with_ember_uefi: bool,
     /// Run the bounded fuzz step (default only when `CI` is set).
     pub fuzz: bool,
 }
@@ -97,7 +96,7 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
     }
     // The UEFI conformance app under OVMF (and Ember, opt-in): efiapp.rs.
     let (efi_pass, efi_fail) =
-        crate::efiapp::test(opts.filter.as_deref(), opts.with_ember_uefi, boot_timeout())?;
+        crate::efiapp::test(opts.filter.as_deref(), true, boot_timeout())?;
     tally.passed += efi_pass;
     tally.failed += efi_fail;
     let fw = firmware::build()?;
@@ -114,8 +113,19 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
         // The platform variants (BARs left unassigned, legacy virtio-mmio)
         // exercise device bring-up, which does not depend on the disk layout:
         // one scenario is enough for them.
+        // The native Linux-boot-protocol path (ember.boot=native) on the FAT
+        // variants and the ordering and fallback logic it shares.
         let machines: &[Machine] = if s.name == "fat32" {
-            &[Machine::Q35, Machine::Microvm, Machine::Q35Qboot, Machine::MicrovmLegacy]
+            &[
+                Machine::Q35,
+                Machine::Microvm,
+                Machine::Q35Qboot,
+                Machine::MicrovmLegacy,
+                Machine::Q35Native,
+                Machine::MicrovmNative,
+            ]
+        } else if matches!(s.name, "fat16" | "fat12" | "ordering" | "fallback") {
+            &[Machine::Q35, Machine::Microvm, Machine::Q35Native, Machine::MicrovmNative]
         } else if s.microvm {
             &[Machine::Q35, Machine::Microvm]
         } else {
@@ -133,13 +143,10 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
             cases.push((s.clone(), m));
         }
     }
-    // Real Debian EFI chains (efichains.rs): OVMF proves each image; Ember
-    // boots them only on request until its UEFI layer is ready.
-    let chain_machines: &[Machine] = if opts.with_ember_uefi {
-        &[Machine::Q35Ovmf, Machine::Q35]
-    } else {
-        &[Machine::Q35Ovmf]
-    };
+    // Real Debian EFI chains (efichains.rs): OVMF proves each image is
+    // right; Ember must boot the same images on q35 (virtio-pci) and microvm
+    // (virtio-mmio, where OVMF does not run).
+    let chain_machines: &[Machine] = &[Machine::Q35Ovmf, Machine::Q35, Machine::Microvm];
     let chains: Vec<(&str, Machine)> = efichains::NAMES
         .iter()
         .flat_map(|&n| chain_machines.iter().map(move |&m| (n, m)))
@@ -229,12 +236,22 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
 
 /// Print the case's line (and on failure its evidence); returns pass/fail.
 fn report(case: &Case, out: &Outcome) -> bool {
-    print_verdict(&case.name(), case.scenario.expect, out)
+    print_verdict(&case.name(), case.scenario.expect, Some(case.machine.expects_efi()), out)
 }
 
-fn print_verdict(name: &str, expect: &str, out: &Outcome) -> bool {
+/// `efi`: whether the guest must (Some(true)) or must not (Some(false)) have
+/// come up with UEFI; with UEFI, the guest's EFI messages must be clean.
+fn print_verdict(name: &str, expect: &str, efi: Option<bool>, out: &Outcome) -> bool {
     let wall = out.wall.as_secs_f64();
     let verdict = match (&out.marker, &out.problem) {
+        (Some(m), _) if m.variant == expect && efi.is_some_and(|e| m.efi != Some(e)) => Err(format!(
+            "guest /sys/firmware/efi: {:?}, expected {}",
+            m.efi,
+            if efi == Some(true) { "present (UEFI boot)" } else { "absent (native boot)" }
+        )),
+        (Some(m), _) if m.variant == expect && efi == Some(true) && m.efi_warnings != Some(0) => {
+            Err(format!("the guest kernel logged {:?} EFI warnings/errors", m.efi_warnings))
+        }
         (Some(m), _) if m.variant == expect => Ok(m),
         (Some(m), _) => Err(format!(
             "booted variant `{}`, expected `{expect}`",
@@ -293,7 +310,7 @@ fn run_direct(opts: &Opts, tally: &mut Tally) -> Result {
             &logs.join(format!("direct-{}.log", m.name())),
             boot_timeout(),
         );
-        let ok = print_verdict(&name, &expect, &out);
+        let ok = print_verdict(&name, &expect, Some(false), &out);
         if ok {
             tally.passed += 1;
         } else {
