@@ -19,6 +19,8 @@ pub mod services;
 pub mod initrd;
 pub mod platform;
 pub mod protocols;
+pub mod rng;
+pub mod memattr;
 
 use crate::time;
 use alloc::collections::BTreeMap;
@@ -478,6 +480,19 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) {
         (&r_efi::protocols::device_path_utilities::PROTOCOL_GUID, &mut util.util as *mut _ as usize),
         (&protocols::UNICODE_COLLATION2_GUID, &mut util.collation as *mut _ as usize),
     ]);
+    match rng::protocol() {
+        Some(r) => {
+            let r = alloc::boxed::Box::leak(alloc::boxed::Box::new(r));
+            install(&[(&r_efi::protocols::rng::PROTOCOL_GUID, r as *mut _ as usize)]);
+        }
+        None => log::info!("UEFI: no RDRAND/RDSEED: no EFI_RNG_PROTOCOL"),
+    }
+    if crate::arch::paging::enable_nx() {
+        let m = alloc::boxed::Box::leak(alloc::boxed::Box::new(memattr::protocol()));
+        install(&[(&r_efi::protocols::memory_attribute::PROTOCOL_GUID, m as *mut _ as usize)]);
+    } else {
+        log::info!("UEFI: CPU without NX: no EFI_MEMORY_ATTRIBUTE_PROTOCOL");
+    }
     platform::standard_variables();
 
     // Configuration tables: ACPI and SMBIOS from the VMM (ACPI upgraded to
