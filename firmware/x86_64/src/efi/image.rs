@@ -38,6 +38,8 @@ pub struct Image {
     file_path: Box<[u8]>,
     full_path: Option<Box<[u8]>>,
     pub started: bool,
+    /// Whether the image's pages carry W^X attributes (NX_COMPAT images).
+    protected: bool,
     /// Where Exit resumes (written by efi_call_image).
     resume: Box<u64>,
     exit_data: (usize, *mut u16),
@@ -57,8 +59,50 @@ impl Image {
             started: true,
             resume: Box::new(0),
             exit_data: (0, core::ptr::null_mut()),
+            protected: false,
         }
     }
+}
+
+/// Map an NX_COMPAT image W^X: sections that are not writable become
+/// read-only, sections that are not executable non-executable, headers
+/// both. Images without NX_COMPAT stay read-write-execute, as they may
+/// expect. Only page-aligned section layouts are split this way; returns
+/// whether anything was applied.
+fn protect(pe: &PeImage, base: u64) -> bool {
+    use crate::arch::paging::{self, Attrs};
+    if !pe.nx_compat() || !paging::nx_enabled() || pe.section_alignment() < 4096 {
+        return false;
+    }
+    let none = Attrs { read_protect: false, exec_protect: false, read_only: false };
+    let mut alloc = || crate::memory::alloc_pages(1);
+    let headers = u64::from(pe.headers_size()).next_multiple_of(4096);
+    let ro_nx = Attrs { read_protect: false, exec_protect: true, read_only: true };
+    // SAFETY: the image's own pages, just allocated and loaded; Ember's
+    // identity tables are live.
+    let mut ok = unsafe { paging::update(base, base + headers, ro_nx, none, &mut alloc) };
+    for s in pe.section_permissions() {
+        let start = base + u64::from(s.rva);
+        let end = start + u64::from(s.size).next_multiple_of(4096);
+        let set = Attrs { read_protect: false, exec_protect: !s.executable, read_only: !s.writable };
+        // SAFETY: as above, within the image.
+        ok &= unsafe { paging::update(start, end, set, none, &mut alloc) };
+    }
+    if ok {
+        log::debug!("UEFI: image at {base:#x} is NX_COMPAT: mapped W^X");
+    } else {
+        log::warn!("UEFI: could not apply W^X to the image at {base:#x}");
+    }
+    true
+}
+
+/// Give an unloaded image's pages back read-write-execute.
+fn unprotect(base: u64, pages: u64) {
+    use crate::arch::paging::{self, Attrs};
+    let none = Attrs { read_protect: false, exec_protect: false, read_only: false };
+    let all = Attrs { read_protect: true, exec_protect: true, read_only: true };
+    // SAFETY: the image's own pages, about to be freed.
+    unsafe { paging::update(base, base + pages * 4096, none, all, &mut || crate::memory::alloc_pages(1)) };
 }
 
 fn alloc(ty: u32, pages: u64, how: AllocateType) -> Option<u64> {
@@ -302,6 +346,7 @@ pub fn load_pe(file: &[u8], parent: Handle, device: Option<DbHandle>, file_path:
         free(base, pages);
         return Err(Status::LOAD_ERROR);
     }
+    let protected = protect(&pe, base);
     let st = TABLES.lock().as_ref().map(|t| t.system).unwrap_or(core::ptr::null_mut());
     let mut file_path = file_path;
     let li = Box::into_raw(Box::new(loaded_image::Protocol {
@@ -349,6 +394,7 @@ pub fn load_pe(file: &[u8], parent: Handle, device: Option<DbHandle>, file_path:
                 started: false,
                 resume: Box::new(0),
                 exit_data: (0, core::ptr::null_mut()),
+                protected,
             },
         )
     });
@@ -367,6 +413,9 @@ fn unload(h: DbHandle) {
     });
     // SAFETY: the LoadedImage box Ember made for this image, now uninstalled.
     drop(unsafe { Box::from_raw(img.loaded) });
+    if img.protected {
+        unprotect(img.base, img.pages);
+    }
     free(img.base, img.pages);
 }
 
