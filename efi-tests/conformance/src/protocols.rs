@@ -191,6 +191,7 @@ pub unsafe fn run() {
     open_rules();
     notify();
     connect();
+    driver_model();
     locate_all();
 }
 
@@ -736,6 +737,99 @@ unsafe fn connect() {
         efi::Status::SUCCESS,
     );
     uninstall(h, &G2, p(&I2));
+}
+
+const G_DRV: efi::Guid = guid(
+    0x6e1c_0a0d,
+    0x5d2b,
+    0x4c7a,
+    [0x8e, 0x11, 0x3f, 0x42, 0x9a, 0x0c, 0x71, 0x0d],
+);
+static I_DRV: u64 = 0xd7;
+static STARTS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+static STOPS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+extern "efiapi" fn drv_supported(
+    _this: *mut r_efi::protocols::driver_binding::Protocol,
+    ctrl: efi::Handle,
+    _rem: *mut r_efi::protocols::device_path::Protocol,
+) -> efi::Status {
+    let mut g = G_DRV;
+    let mut i: *mut c_void = null_mut();
+    // SAFETY: boot services are live while the app runs.
+    unsafe { (bs().handle_protocol)(ctrl, &mut g, &mut i) }
+}
+
+extern "efiapi" fn drv_start(
+    this: *mut r_efi::protocols::driver_binding::Protocol,
+    ctrl: efi::Handle,
+    _rem: *mut r_efi::protocols::device_path::Protocol,
+) -> efi::Status {
+    let mut g = G_DRV;
+    let mut i: *mut c_void = null_mut();
+    // SAFETY: `this` is our own binding; a driver opens its controller BY_DRIVER.
+    let s = unsafe {
+        (bs().open_protocol)(ctrl, &mut g, &mut i, (*this).driver_binding_handle, ctrl, efi::OPEN_PROTOCOL_BY_DRIVER)
+    };
+    if s == efi::Status::SUCCESS {
+        STARTS.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+    }
+    s
+}
+
+extern "efiapi" fn drv_stop(
+    this: *mut r_efi::protocols::driver_binding::Protocol,
+    ctrl: efi::Handle,
+    _n: usize,
+    _children: *mut efi::Handle,
+) -> efi::Status {
+    let mut g = G_DRV;
+    // SAFETY: as in drv_start.
+    let s = unsafe { (bs().close_protocol)(ctrl, &mut g, (*this).driver_binding_handle, ctrl) };
+    if s == efi::Status::SUCCESS {
+        STOPS.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+    }
+    s
+}
+
+/// The driver model: a driver binding of our own is started by
+/// ConnectController, and stopped when its controller's protocol is
+/// uninstalled (UninstallProtocolInterface disconnects BY_DRIVER agents).
+unsafe fn driver_model() {
+    use core::sync::atomic::Ordering::SeqCst;
+    let bs = bs();
+    let db = alloc::boxed::Box::leak(alloc::boxed::Box::new(r_efi::protocols::driver_binding::Protocol {
+        supported: drv_supported,
+        start: drv_start,
+        stop: drv_stop,
+        version: 0x10,
+        image_handle: image(),
+        driver_binding_handle: null_mut(),
+    }));
+    let mut dh: efi::Handle = null_mut();
+    let mut g = r_efi::protocols::driver_binding::PROTOCOL_GUID;
+    if !expect_status(
+        "InstallProtocolInterface(DriverBinding)",
+        (bs.install_protocol_interface)(&mut dh, &mut g, efi::NATIVE_INTERFACE, db as *mut _ as *mut c_void),
+        efi::Status::SUCCESS,
+    ) {
+        return;
+    }
+    db.driver_binding_handle = dh;
+    let mut ctrl: efi::Handle = null_mut();
+    install(&mut ctrl, &G_DRV, p(&I_DRV));
+    let s = (bs.connect_controller)(ctrl, null_mut(), null_mut(), false.into());
+    expect_status("ConnectController starts a driver whose Supported() accepts", s, efi::Status::SUCCESS);
+    expect_eq("the driver's Start() ran once", STARTS.load(SeqCst), 1);
+    let s = uninstall(ctrl, &G_DRV, p(&I_DRV));
+    expect_status(
+        "UninstallProtocolInterface disconnects the BY_DRIVER driver, then succeeds",
+        s,
+        efi::Status::SUCCESS,
+    );
+    expect_eq("the driver's Stop() ran once", STOPS.load(SeqCst), 1);
+    let mut g = r_efi::protocols::driver_binding::PROTOCOL_GUID;
+    (bs.uninstall_protocol_interface)(dh, &mut g, db as *mut _ as *mut c_void);
 }
 
 unsafe fn locate_all() {

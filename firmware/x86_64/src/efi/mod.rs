@@ -21,6 +21,7 @@ pub mod platform;
 pub mod protocols;
 pub mod rng;
 pub mod memattr;
+pub mod drivers;
 
 use crate::time;
 use alloc::collections::BTreeMap;
@@ -345,8 +346,8 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) {
             get_next_monotonic_count: services::get_next_monotonic_count,
             stall: services::stall,
             set_watchdog_timer: services::set_watchdog_timer,
-            connect_controller: services::connect_controller,
-            disconnect_controller: services::disconnect_controller,
+            connect_controller: drivers::connect_controller,
+            disconnect_controller: drivers::disconnect_controller,
             open_protocol: services::open_protocol,
             close_protocol: services::close_protocol,
             open_protocol_information: services::open_protocol_information,

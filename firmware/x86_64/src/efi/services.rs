@@ -209,14 +209,21 @@ pub extern "efiapi" fn uninstall_protocol_interface(h: Handle, g: *mut Guid, ifa
     uninstall_one(h, g, iface as usize)
 }
 
-/// Uninstall, disconnecting BY_DRIVER agents first as the spec requires.
+/// Uninstall; when drivers hold the protocol BY_DRIVER, disconnect them and
+/// try once more, as the spec requires (and reconnect if that still fails).
 fn uninstall_one(h: ember_efi::Handle, g: ember_efi::Guid, iface: usize) -> Status {
     let r = with(|e| e.st.handles.uninstall_protocol(h, &g, iface));
     match r {
         Err(s) if s == ember_efi::Status::ACCESS_DENIED => {
-            // Ember loads no drivers of its own; an image that opened the
-            // protocol BY_DRIVER without a driver binding cannot be stopped.
-            Status::ACCESS_DENIED
+            let agents = with(|e| e.st.handles.by_driver_agents(h, &g));
+            for a in agents {
+                super::drivers::disconnect(h, Some(a), None);
+            }
+            let r = with(|e| e.st.handles.uninstall_protocol(h, &g, iface));
+            if r.is_err() {
+                super::drivers::connect_controller(handle_ptr(h), core::ptr::null_mut(), core::ptr::null_mut(), Boolean::TRUE);
+            }
+            result(r)
         }
         r => result(r),
     }
@@ -387,10 +394,24 @@ pub extern "efiapi" fn open_protocol(h: Handle, g: *mut Guid, out: *mut *mut c_v
     if out.is_null() && attrs != efi::OPEN_PROTOCOL_TEST_PROTOCOL {
         return Status::INVALID_PARAMETER;
     }
-    let (r, existing) = with(|e| {
-        let r = e.st.handles.open_protocol(hh, &g, handle_of(agent), handle_of(ctrl), attrs);
-        (r, e.st.handles.protocol_interface(hh, &g))
-    });
+    let open = || {
+        with(|e| {
+            let r = e.st.handles.open_protocol(hh, &g, handle_of(agent), handle_of(ctrl), attrs);
+            (r, e.st.handles.protocol_interface(hh, &g))
+        })
+    };
+    let (mut r, existing) = open();
+    // EXCLUSIVE opens displace drivers that hold the protocol BY_DRIVER:
+    // disconnect them and try once more (UEFI spec, OpenProtocol).
+    if r == Err(ember_efi::Status::ACCESS_DENIED) && attrs & 0x20 != 0 {
+        let agents = with(|e| e.st.handles.by_driver_agents(hh, &g));
+        if !agents.is_empty() {
+            for a in agents {
+                super::drivers::disconnect(hh, Some(a), None);
+            }
+            r = open().0;
+        }
+    }
     if !out.is_null() && attrs != efi::OPEN_PROTOCOL_TEST_PROTOCOL {
         let iface = match &r {
             Ok(i) => *i,
@@ -543,23 +564,6 @@ extern "efiapi" fn efi_uninstall_multiple_impl(args: *const usize) -> Status {
 unsafe extern "efiapi" {
     pub safe fn efi_install_multiple_shim(h: *mut Handle, a: *mut c_void, b: *mut c_void) -> Status;
     pub safe fn efi_uninstall_multiple_shim(h: Handle, a: *mut c_void, b: *mut c_void) -> Status;
-}
-
-pub extern "efiapi" fn connect_controller(ctrl: Handle, _drivers: *mut Handle, _remaining: *mut efi::protocols::device_path::Protocol, _recursive: Boolean) -> Status {
-    // Ember's own drivers bind at start-up and no image-provided driver
-    // bindings are managed; per the spec, "no driver connected" is NOT_FOUND.
-    match handle_of(ctrl) {
-        Some(h) if with(|e| e.st.handles.is_valid(h)) => Status::NOT_FOUND,
-        _ => Status::INVALID_PARAMETER,
-    }
-}
-
-pub extern "efiapi" fn disconnect_controller(ctrl: Handle, _driver: Handle, _child: Handle) -> Status {
-    match handle_of(ctrl) {
-        // Nothing is managed by a driver binding, so there is nothing to stop.
-        Some(h) if with(|e| e.st.handles.is_valid(h)) => Status::SUCCESS,
-        _ => Status::INVALID_PARAMETER,
-    }
 }
 
 // ---- miscellaneous -------------------------------------------------------
