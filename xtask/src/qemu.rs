@@ -277,6 +277,14 @@ pub fn run_with(machine: Machine, boot: &Boot, extra: &[&str], log: &Path, timeo
             wall = start.elapsed();
             break;
         }
+        // Ember halts after a fault report or panic: no marker will come.
+        if let Some(i) = text.find("!!! Ember").filter(|_| text.contains("!!! Ember stopped.") || text.contains("!!! Ember panic")) {
+            std::thread::sleep(Duration::from_millis(200)); // let the report finish
+            wall = start.elapsed();
+            let line = text[i..].lines().next().unwrap_or("").to_string();
+            problem = Some(format!("Ember stopped: {line}"));
+            break;
+        }
         if let Ok(Some(st)) = child.try_wait() {
             wall = start.elapsed();
             // The marker may have landed between the read and the exit.

@@ -100,6 +100,10 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
     tally.passed += efi_pass;
     tally.failed += efi_fail;
     let fw = firmware::build()?;
+    // Ember's own protections, attacked by an EFI application.
+    let (a_pass, a_fail) = crate::attack::test(opts.filter.as_deref(), &fw)?;
+    tally.passed += a_pass;
+    tally.failed += a_fail;
     // Image sizes against size-budget.toml: one PASS/FAIL line.
     if crate::size::test_line() {
         tally.passed += 1;
@@ -165,8 +169,8 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
         }
     }
     if cases.is_empty() {
-        if efi_pass + efi_fail > 0 {
-            return Ok(()); // the filter selected only conformance cases
+        if efi_pass + efi_fail + a_pass + a_fail > 0 {
+            return Ok(()); // the filter selected only conformance/attack cases
         }
         return Err("no boot case matches the filter".into());
     }

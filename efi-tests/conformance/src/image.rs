@@ -25,6 +25,18 @@ pub unsafe fn is_child() -> bool {
     !p.is_null() && n == CHILD_MARKER.len() && core::slice::from_raw_parts(p, n) == CHILD_MARKER
 }
 
+/// The load options as text (UCS-2, as Ember and shells pass them), if any.
+pub unsafe fn options_text() -> Option<alloc::string::String> {
+    let li = handle_protocol::<loaded_image::Protocol>(image(), &loaded_image::PROTOCOL_GUID)?;
+    let (p, n) = ((*li).load_options as *const u16, (*li).load_options_size as usize / 2);
+    if p.is_null() || n == 0 {
+        return None;
+    }
+    let units = core::slice::from_raw_parts(p, n);
+    let end = units.iter().position(|&u| u == 0).unwrap_or(n);
+    alloc::string::String::from_utf16(&units[..end]).ok()
+}
+
 /// The child's whole job: `Exit` with a known status and exit data.
 pub unsafe fn child_exit() -> ! {
     let text = u16z(CHILD_EXIT_TEXT);

@@ -48,6 +48,9 @@ extern "efiapi" fn efi_main(image: efi::Handle, st: *mut efi::SystemTable) -> ef
         if image::is_child() {
             image::child_exit();
         }
+        if let Some(mode) = image::options_text().filter(|o| o.starts_with("attack-")) {
+            return attack(mode.trim());
+        }
         out::line(format_args!("Ember UEFI conformance checks"));
         // Boot managers arm a 5-minute watchdog before starting an image;
         // turn it off first so a slow TCG run is not reset half-way.
@@ -126,3 +129,28 @@ unsafe impl core::alloc::GlobalAlloc for Pool {
 
 #[global_allocator]
 static ALLOC: Pool = Pool;
+
+/// Deliberate misbehaviour for Ember's protection tests, chosen by the load
+/// options: `attack-write` writes into the firmware's code (a boot-services
+/// function), `attack-exec` calls into the firmware's data (the ConOut
+/// protocol structure). Either must fault and be reported naming the
+/// culprit; returning means the firmware did not stop it.
+unsafe fn attack(mode: &str) -> efi::Status {
+    let st = util::st();
+    match mode {
+        "attack-write" => {
+            let target = (*(*st).boot_services).allocate_pages as usize as *mut u8;
+            out::line(format_args!("attack: writing to firmware code at {:p}", target));
+            core::ptr::write_volatile(target, 0xcc);
+        }
+        "attack-exec" => {
+            let target = (*st).con_out as usize;
+            out::line(format_args!("attack: calling into firmware data at {:#x}", target));
+            let f: extern "efiapi" fn() = core::mem::transmute(target);
+            f();
+        }
+        _ => return efi::Status::INVALID_PARAMETER,
+    }
+    out::line(format_args!("ATTACK-SURVIVED {mode}"));
+    efi::Status::SUCCESS
+}

@@ -115,6 +115,8 @@ pub fn boot<D: BlockDevice>(
         total / 1024,
         time::since_start_us() / 1000
     );
+    // Linux reads the BIOS data area in page 0 early on.
+    crate::arch::protect::map_page0();
     // SAFETY: the kernel, initrd, command line and zero page are in place and
     // recorded in the E820 map given to Linux; the 64-bit boot protocol wants
     // %rsi = zero page, interrupts off, identity mapping (ours covers all RAM)

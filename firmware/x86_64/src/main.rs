@@ -40,8 +40,17 @@ extern "C" fn rust_start(start_info: u64) -> ! {
     }
     log::debug!("TSC {} kHz ({}), command line {:?}", time::tsc_khz(), time::source(), info.cmdline);
     memory::init(&info);
+    if !arch::protect::protect_image() {
+        log::warn!("protection: could not apply W^X to Ember's image");
+    }
+    if let Some(&(s, e)) = memory::heap_range() {
+        arch::protect::protect_data(s, e);
+    }
     // SAFETY: the RSDP address is the VMM's (or 0).
     let platform = power::init(unsafe { acpi::discover(info.rsdp) });
+    // From here on a NULL dereference in Ember faults (the legacy RSDP scan
+    // above was the last reader of the BIOS data area).
+    arch::protect::unmap_page0();
     let t = time::since_start_us();
     // The VMM's command line sits in low memory that the OS or an EFI
     // application may reuse; keep a copy.

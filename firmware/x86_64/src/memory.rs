@@ -24,6 +24,19 @@ pub static MAP: Mutex<UefiMemory<256>> = Mutex::new(UefiMemory::empty());
 #[global_allocator]
 static HEAP: LockedHeap = LockedHeap::empty();
 
+/// The heap's range, for fault reports.
+static HEAP_RANGE: spin::Once<(u64, u64)> = spin::Once::new();
+
+/// The heap's range.
+pub fn heap_range() -> Option<&'static (u64, u64)> {
+    HEAP_RANGE.get()
+}
+
+/// Whether `addr` lies in Ember's heap.
+pub fn is_heap(addr: u64) -> bool {
+    HEAP_RANGE.get().is_some_and(|&(s, e)| (s..e).contains(&addr))
+}
+
 /// Below 1 MiB live the VMM's tables and legacy areas; Ember never allocates there.
 const LOW_LIMIT: u64 = 1 << 20;
 const FOUR_GIB: u64 = 1 << 32;
@@ -106,6 +119,7 @@ pub fn init(info: &pvh::BootInfo) {
         Ok(h) => {
             // SAFETY: the range was just allocated for the heap and is used by nothing else.
             unsafe { HEAP.lock().init(h as usize as *mut u8, (heap_pages * PAGE_SIZE) as usize) };
+            HEAP_RANGE.call_once(|| (h, h + heap_pages * PAGE_SIZE));
         }
         Err(e) => {
             log::error!("memory: no room for a heap: {e}");

@@ -107,12 +107,14 @@ long_entry64:
     .p2align 3
     .global gdt64
 # Selectors follow Linux's boot protocol (__BOOT_CS = 0x10, __BOOT_DS =
-# 0x18), so the hand-off to a 64-bit kernel needs no GDT switch.
+# 0x18), so the hand-off to a 64-bit kernel needs no GDT switch. The
+# accessed bits are preset: the CPU would otherwise write them on a segment
+# load, and this table ends up in read-only memory.
 gdt64:
     .quad 0
     .quad 0
-    .quad 0x00AF9A000000FFFF        # 0x10: 64-bit code
-    .quad 0x00CF92000000FFFF        # 0x18: data
+    .quad 0x00AF9B000000FFFF        # 0x10: 64-bit code (accessed)
+    .quad 0x00CF93000000FFFF        # 0x18: data (accessed)
 gdt64_end:
 gdt64_ptr:
     .word gdt64_end - gdt64 - 1
@@ -124,11 +126,22 @@ gdt64_ptr:
 boot_pml4:  .skip 4096
 boot_pdpt:  .skip 4096
 boot_pd:    .skip 4 * 4096
+    # Unmapped once Ember protects itself: a stack overflow faults here.
+    .global boot_stack_guard
+boot_stack_guard:
+    .skip 4096
     .global boot_stack_bottom
 boot_stack_bottom:
     .skip 128 * 1024
     .global boot_stack_top
 boot_stack_top:
+    # Page faults and double faults run here (TSS IST1): a fault caused by
+    # a broken stack can still be reported.
+    .p2align 4
+fault_stack_bottom:
+    .skip 16 * 1024
+    .global fault_stack_top
+fault_stack_top:
 
     # Xen PVH note: XEN_ELFNOTE_PHYS32_ENTRY (18) names the 32-bit entry.
     .section .note.Xen, "a", @note

@@ -1,6 +1,7 @@
 //! The IDT: every CPU exception is reported on the console (vector, error
 //! code, RIP, CR2, registers) and Ember stops. Never a silent triple fault.
 
+use super::culprit;
 use core::arch::{asm, global_asm};
 use core::mem::size_of;
 use spin::Once;
@@ -70,15 +71,18 @@ const NAMES: [&str; 32] = [
 
 /// Load the IDT.
 pub fn init() {
+    super::protect::load_tss();
     let idt = IDT.call_once(|| {
         let mut t = [Gate::default(); 32];
         for (i, g) in t.iter_mut().enumerate() {
             // SAFETY: `isr_table` is an immutable table emitted by isr.s.
             let h = unsafe { isr_table[i] };
+            // Faults that a bad stack causes get a stack of their own.
+            let ist = if matches!(i, 8 | 12 | 14) { super::protect::FAULT_IST } else { 0 };
             *g = Gate {
                 offset_lo: h as u16,
                 selector: 0x10,
-                ist: 0,
+                ist,
                 flags: 0x8e, // present, interrupt gate
                 offset_mid: (h >> 16) as u16,
                 offset_hi: (h >> 32) as u32,
@@ -103,6 +107,31 @@ extern "C" fn exception_handler(f: &Frame) -> ! {
         "\n!!! Ember: CPU exception {} ({}) error={:#x}\n    RIP={:#018x} CS={:#x} RFLAGS={:#x} RSP={:#018x} CR2={:#018x}\n",
         f.vector, name, f.error, f.rip, f.cs, f.rflags, f.rsp, cr2
     );
+    if f.vector == 14 {
+        let what = if f.error & 0x10 != 0 {
+            "executing"
+        } else if f.error & 0x2 != 0 {
+            "writing"
+        } else {
+            "reading"
+        };
+        let why = if f.error & 1 == 0 { "not mapped" } else { "protection violation" };
+        crate::print!("    page fault {what} {cr2:#x} ({why}): ");
+        culprit::describe(cr2);
+        crate::print!("\n");
+    }
+    crate::print!("    faulting code: ");
+    culprit::describe(f.rip);
+    crate::print!("\n");
+    if f.vector == 14 && f.error & 0x10 != 0 {
+        // Executing data: the culprit is whoever called or jumped there.
+        // SAFETY: RSP was a stack the faulting code was using; read one
+        // word, which is the return address if it got there with a call.
+        let ret = unsafe { core::ptr::read_volatile(f.rsp as *const u64) };
+        crate::print!("    called from {ret:#x}: ");
+        culprit::describe(ret);
+        crate::print!("\n");
+    }
     crate::print!(
         "    RAX={:#x} RBX={:#x} RCX={:#x} RDX={:#x} RSI={:#x} RDI={:#x} RBP={:#x}\n    R8={:#x} R9={:#x} R10={:#x} R11={:#x} R12={:#x} R13={:#x} R14={:#x} R15={:#x}\n",
         f.rax, f.rbx, f.rcx, f.rdx, f.rsi, f.rdi, f.rbp, f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15

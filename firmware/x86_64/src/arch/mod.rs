@@ -3,5 +3,7 @@
 pub mod exceptions;
 pub mod io;
 pub mod paging;
+pub mod protect;
+pub mod culprit;
 
 core::arch::global_asm!(include_str!("entry.s"), options(att_syntax));

@@ -28,6 +28,8 @@ extern "C" {
 }
 
 pub struct Image {
+    /// For reports: the file it came from, or how it was loaded.
+    pub name: alloc::string::String,
     pub base: u64,
     pub pages: u64,
     pub entry: u64,
@@ -49,6 +51,7 @@ impl Image {
     /// Ember's own image: the parent and agent of everything it loads.
     pub fn firmware(start: u64, end: u64, loaded: *mut loaded_image::Protocol) -> Image {
         Image {
+            name: "Ember".into(),
             base: start,
             pages: (end - start) / 4096,
             entry: 0,
@@ -308,6 +311,10 @@ pub extern "efiapi" fn load_image(
 
 /// Relocate a PE image into fresh pages and give it a handle with LoadedImage.
 pub fn load_pe(file: &[u8], parent: Handle, device: Option<DbHandle>, file_path: Box<[u8]>, full_path: Option<Box<[u8]>>) -> Result<DbHandle, Status> {
+    let name = DevicePath::parse(&file_path)
+        .ok()
+        .and_then(|p| p.file_path_text().ok().flatten())
+        .unwrap_or_else(|| "(image from a memory buffer)".into());
     let pe = PeImage::parse(file).map_err(|e| {
         log::warn!("UEFI: LoadImage: {e}");
         Status::LOAD_ERROR
@@ -384,6 +391,7 @@ pub fn load_pe(file: &[u8], parent: Handle, device: Option<DbHandle>, file_path:
         e.images.insert(
             h.raw(),
             Image {
+                name,
                 base,
                 pages,
                 entry,
@@ -432,16 +440,24 @@ pub extern "efiapi" fn start_image(handle: Handle, exit_size: *mut usize, exit_d
     }) else {
         return Status::INVALID_PARAMETER;
     };
-    let Some(stack) = alloc(efi::BOOT_SERVICES_DATA, STACK_PAGES, AllocateType::MaxAddress(u64::from(u32::MAX))) else {
+    // One more page than the stack: the lowest is an unmapped guard.
+    let Some(stack) = alloc(efi::BOOT_SERVICES_DATA, STACK_PAGES + 1, AllocateType::MaxAddress(u64::from(u32::MAX))) else {
         return Status::OUT_OF_RESOURCES;
     };
+    crate::arch::protect::guard(stack);
+    // Guest code may read the BIOS data area and vectors in page 0.
+    crate::arch::protect::map_page0();
     let st = TABLES.lock().as_ref().map(|t| t.system).unwrap_or(core::ptr::null_mut());
     with(|e| e.running.push(h.raw()));
     // SAFETY: `entry` is the relocated entry point of an image Ember loaded;
     // the stack is fresh; `slot` lives in the image record until unload.
-    let raw = unsafe { efi_call_image(entry, handle, st, stack + STACK_PAGES * 4096, slot) };
+    let raw = unsafe { efi_call_image(entry, handle, st, stack + (STACK_PAGES + 1) * 4096, slot) };
     with(|e| e.running.retain(|&x| x != h.raw()));
-    free(stack, STACK_PAGES);
+    if with(|e| e.running.is_empty()) {
+        crate::arch::protect::unmap_page0();
+    }
+    crate::arch::protect::unguard(stack);
+    free(stack, STACK_PAGES + 1);
     let status = Status::from_usize(raw);
     let data = with(|e| e.images.get(&h.raw()).map(|i| i.exit_data)).unwrap_or((0, core::ptr::null_mut()));
     // SAFETY: out pointers are optional.
@@ -552,4 +568,18 @@ pub extern "efiapi" fn exit_boot_services(handle: Handle, key: usize) -> Status 
     }
     super::refresh_system_crc();
     Status::SUCCESS
+}
+
+/// Print which loaded image `addr` falls in, with the offset into it;
+/// false if none. Called from the exception handler: never blocks.
+pub fn describe(addr: u64) -> bool {
+    let Some(g) = super::EFI.try_lock() else { return false };
+    let Some(e) = g.as_ref() else { return false };
+    for img in e.images.values() {
+        if img.entry != 0 && addr >= img.base && addr < img.base + img.pages * 4096 {
+            crate::print!("EFI image {} loaded at {:#x}, offset {:#x}", img.name, img.base, addr - img.base);
+            return true;
+        }
+    }
+    false
 }
