@@ -16,11 +16,13 @@ extern crate alloc;
 mod bpb;
 mod dir;
 mod file;
+mod meta;
 mod table;
 
 pub use bpb::FatType;
 pub use dir::{DirEntry, Timestamp};
 pub use file::File;
+pub use meta::SETTABLE_ATTRIBUTES;
 
 use alloc::string::{String, ToString};
 use alloc::vec;
@@ -325,6 +327,38 @@ impl<D: BlockDevice> FileSystem<D> {
             (!s.is_empty() && s != "NO NAME").then_some(s)
         });
         Ok(fs)
+    }
+
+    /// The root directory's first cluster (FAT32 only).
+    pub(crate) fn root_cluster(&self) -> Option<u32> {
+        match self.root() {
+            DirRef::Chain(c) => Some(c),
+            DirRef::FixedRoot => None,
+        }
+    }
+
+    pub(crate) fn set_label_cache(&mut self, label: String) {
+        self.label = (!label.is_empty()).then_some(label);
+    }
+
+    /// A free slot in the root for a volume-label entry: the first deleted
+    /// slot or the end marker (keeping an end marker after it).
+    pub(crate) fn add_label_entry(&mut self, root: DirRef) -> Result<u64, FatError> {
+        let d = self.load_dir(root)?;
+        let slots = d.data.len() / 32;
+        for i in 0..slots {
+            let b0 = d.data[i * 32];
+            if b0 == dir::DELETED {
+                return self.slot_offset(&d, i).ok_or(FatError::Internal("slot"));
+            }
+            if b0 == 0 {
+                if i + 1 >= slots {
+                    return Err(FatError::RootDirectoryFull);
+                }
+                return self.slot_offset(&d, i).ok_or(FatError::Internal("slot"));
+            }
+        }
+        Err(FatError::RootDirectoryFull)
     }
 
     /// FAT variant of the volume.

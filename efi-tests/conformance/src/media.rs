@@ -63,6 +63,93 @@ unsafe fn get_info(f: File, id: &efi::Guid) -> (efi::Status, usize, Vec<u64>) {
     (s0, size, buf)
 }
 
+/// EFI_FILE_INFO copied from `fi` with `name` as its FileName.
+fn info_with_name(fi: &[u64], name: &str) -> Vec<u8> {
+    let fixed: Vec<u8> = fi.iter().flat_map(|w| w.to_le_bytes()).take(80).collect();
+    let mut b = fixed;
+    for u in util::u16z(name) {
+        b.extend_from_slice(&u.to_le_bytes());
+    }
+    let n = b.len() as u64;
+    b[..8].copy_from_slice(&n.to_le_bytes());
+    b
+}
+
+unsafe fn set_info(f: File, id: &efi::Guid, b: &mut [u8]) -> efi::Status {
+    let mut g = *id;
+    ((*f).set_info)(f, &mut g, b.len(), b.as_mut_ptr().cast())
+}
+
+/// SetInfo beyond sizes: renaming through FileName, the read-only
+/// attribute, and the volume label (each restored afterwards).
+unsafe fn set_info_checks(root: File, rw: u64) {
+    let Ok(f) = open(root, "\\ember-conformance.txt", rw, 0) else { return };
+    let (_, _, fi) = get_info(f, &file::INFO_ID);
+    if fi.is_empty() {
+        ((*f).close)(f);
+        return;
+    }
+    let mut b = info_with_name(&fi, "ember-renamed.txt");
+    expect_status(
+        "File SetInfo(EFI_FILE_INFO) with a new FileName renames the file",
+        set_info(f, &file::INFO_ID, &mut b),
+        efi::Status::SUCCESS,
+    );
+    ((*f).close)(f);
+    let old = open(root, "\\ember-conformance.txt", file::MODE_READ, 0);
+    check("After the rename the old name is gone", old.is_err(), format_args!("old name still opens"));
+    if let Ok(o) = old {
+        ((*o).close)(o);
+    }
+    let Ok(f) = open(root, "\\ember-renamed.txt", rw, 0) else {
+        check("After the rename the new name opens", false, format_args!("new name does not open"));
+        return;
+    };
+    let (_, _, fi) = get_info(f, &file::INFO_ID);
+    let mut b = info_with_name(&fi, "ember-renamed.txt");
+    let attr = u64::from_le_bytes(b[72..80].try_into().unwrap_or([0; 8]));
+    b[72..80].copy_from_slice(&(attr | file::READ_ONLY).to_le_bytes());
+    expect_status("File SetInfo sets the READ_ONLY attribute", set_info(f, &file::INFO_ID, &mut b), efi::Status::SUCCESS);
+    let (_, _, fi2) = get_info(f, &file::INFO_ID);
+    check(
+        "EFI_FILE_INFO Attribute shows READ_ONLY after SetInfo",
+        fi2.get(9).is_some_and(|a| a & file::READ_ONLY != 0),
+        format_args!("attribute {:?}", fi2.get(9)),
+    );
+    // A read-only file may change only its Attribute.
+    let mut b = info_with_name(&fi, "ember-conformance.txt");
+    b[72..80].copy_from_slice(&(attr | file::READ_ONLY).to_le_bytes());
+    expect_status(
+        "File SetInfo renaming a READ_ONLY file is ACCESS_DENIED",
+        set_info(f, &file::INFO_ID, &mut b),
+        efi::Status::ACCESS_DENIED,
+    );
+    // Undo: clear READ_ONLY, then take the old name back.
+    let mut b = info_with_name(&fi, "ember-renamed.txt");
+    b[72..80].copy_from_slice(&(attr & !file::READ_ONLY).to_le_bytes());
+    expect_status("File SetInfo clears READ_ONLY", set_info(f, &file::INFO_ID, &mut b), efi::Status::SUCCESS);
+    let mut b = info_with_name(&fi, "ember-conformance.txt");
+    b[72..80].copy_from_slice(&(attr & !file::READ_ONLY).to_le_bytes());
+    expect_status("File SetInfo renames back", set_info(f, &file::INFO_ID, &mut b), efi::Status::SUCCESS);
+    ((*f).close)(f);
+
+    // The volume label, read back and restored.
+    let (_, _, orig) = get_info(root, &file::SYSTEM_VOLUME_LABEL_ID);
+    let mut label: Vec<u8> = util::u16z("EMBERTEST").iter().flat_map(|u| u.to_le_bytes()).collect();
+    expect_status(
+        "File SetInfo(EFI_FILE_SYSTEM_VOLUME_LABEL) sets the label",
+        set_info(root, &file::SYSTEM_VOLUME_LABEL_ID, &mut label),
+        efi::Status::SUCCESS,
+    );
+    let (_, _, now) = get_info(root, &file::SYSTEM_VOLUME_LABEL_ID);
+    let got = util::from_u16z(now.as_ptr() as *const u16);
+    expect_eq("Volume label reads back", got.as_str(), "EMBERTEST");
+    if !orig.is_empty() {
+        let mut back: Vec<u8> = orig.iter().flat_map(|w| w.to_le_bytes()).collect();
+        set_info(root, &file::SYSTEM_VOLUME_LABEL_ID, &mut back);
+    }
+}
+
 /// The name in an EFI_FILE_INFO buffer (after the 80-byte fixed part).
 unsafe fn info_name(buf: *const u8) -> String {
     util::from_u16z(buf.add(80) as *const u16)
@@ -459,6 +546,7 @@ unsafe fn files(dev: efi::Handle) {
         efi_is_dir && names.iter().any(|n| n == "ember-conformance.txt"),
         format_args!("entries {names:?}"),
     );
+    set_info_checks(root, rw);
     if let Ok(f) = open(root, name, rw, 0) {
         expect_status(
             "File Delete of the test file",

@@ -522,41 +522,117 @@ extern "efiapi" fn f_get_info(this: *mut file::Protocol, ty: *mut Guid, size: *m
     unsafe { give(&data, size, buf) }
 }
 
+/// EFI_TIME (16 bytes) to a FAT timestamp; None for an all-zero time,
+/// which SetInfo callers pass to mean "leave unchanged", or a date FAT
+/// cannot hold.
+fn fat_time(b: &[u8]) -> Option<Timestamp> {
+    if b.iter().all(|&x| x == 0) || b.len() < 16 {
+        return None;
+    }
+    let year = u16::from_le_bytes([b[0], b[1]]);
+    let (month, day, hour, minute, second) = (b[2], b[3], b[4], b[5], b[6]);
+    let nanos = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
+    if !(1980..=2107).contains(&year) || !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    Some(Timestamp {
+        date: ((year - 1980) << 9) | (u16::from(month) << 5) | u16::from(day),
+        time: (u16::from(hour) << 11) | (u16::from(minute) << 5) | u16::from(second / 2),
+        tenths: (second % 2) * 100 + (nanos / 10_000_000).min(99) as u8,
+    })
+}
+
+fn ucs2_units(b: &[u8]) -> Vec<u16> {
+    b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).take_while(|&u| u != 0).collect()
+}
+
 extern "efiapi" fn f_set_info(this: *mut file::Protocol, ty: *mut Guid, size: usize, buf: *mut c_void) -> Status {
     // SAFETY: `this` came from Ember.
     let Some(me) = (unsafe { me(this) }) else { return Status::INVALID_PARAMETER };
     if ty.is_null() || buf.is_null() {
         return Status::INVALID_PARAMETER;
     }
-    if !guid_eq(ty, &file::INFO_ID) {
-        // Volume label and system info changes are not supported on FAT here.
-        return if me.vol.read_only { Status::WRITE_PROTECTED } else { Status::UNSUPPORTED };
+    if me.vol.read_only {
+        return Status::WRITE_PROTECTED;
     }
-    if size < 80 {
+    // SAFETY: the caller provides `size` bytes of the info structure.
+    let info = unsafe { core::slice::from_raw_parts(buf as *const u8, size) };
+    let Ok(mut fs) = me.vol.fs.try_borrow_mut() else { return Status::DEVICE_ERROR };
+    let label_from = |units: Vec<u16>| String::from_utf16(&units).map_err(|_| Status::INVALID_PARAMETER);
+    if guid_eq(ty, &file::SYSTEM_INFO_ID) || guid_eq(ty, &file::SYSTEM_VOLUME_LABEL_ID) {
+        // Of the file-system info, only the volume label can change.
+        let at = if guid_eq(ty, &file::SYSTEM_INFO_ID) { 36 } else { 0 };
+        let Some(raw) = info.get(at..) else { return Status::BAD_BUFFER_SIZE };
+        let label = match label_from(ucs2_units(raw)) {
+            Ok(l) => l,
+            Err(s) => return s,
+        };
+        return match fs.set_volume_label(&label).and_then(|_| fs.flush()) {
+            Ok(()) => Status::SUCCESS,
+            Err(e) => fat_status(&e),
+        };
+    }
+    if !guid_eq(ty, &file::INFO_ID) {
+        return Status::UNSUPPORTED;
+    }
+    if size < 82 {
         return Status::BAD_BUFFER_SIZE;
     }
-    // SAFETY: the caller provides `size` bytes of EFI_FILE_INFO.
-    let info = unsafe { core::slice::from_raw_parts(buf as *const u8, size) };
-    let new_size = u64::from_le_bytes(info[8..16].try_into().unwrap_or([0; 8]));
-    let units: Vec<u16> = info[80..].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).take_while(|&u| u != 0).collect();
-    let Ok(name) = String::from_utf16(&units) else { return Status::INVALID_PARAMETER };
-    let cur = me.path.rsplit('\\').next().unwrap_or("");
-    if !name.eq_ignore_ascii_case(cur) {
-        // Renames need directory-entry moves that ember-fat does not offer yet.
+    if !me.writable {
         return Status::ACCESS_DENIED;
     }
-    match &mut me.node {
-        Node::File(f) if new_size != f.size() => {
-            if !me.writable {
-                return Status::ACCESS_DENIED;
-            }
-            let Ok(mut fs) = me.vol.fs.try_borrow_mut() else { return Status::DEVICE_ERROR };
-            match fs.set_len(f, new_size) {
-                Ok(()) => Status::SUCCESS,
-                Err(e) => fat_status(&e),
+    if me.path.is_empty() {
+        // The root has no directory entry to change.
+        return Status::ACCESS_DENIED;
+    }
+    let new_size = u64::from_le_bytes(info[8..16].try_into().unwrap_or([0; 8]));
+    let attr = u64::from_le_bytes(info[72..80].try_into().unwrap_or([0; 8]));
+    let Ok(name) = String::from_utf16(&ucs2_units(&info[80..])) else { return Status::INVALID_PARAMETER };
+    if name.is_empty() || attr & !file::VALID_ATTR != 0 {
+        return Status::INVALID_PARAMETER;
+    }
+    let is_dir = matches!(me.node, Node::Dir { .. });
+    if (attr & file::DIRECTORY != 0) != is_dir {
+        return Status::ACCESS_DENIED; // a file cannot become a directory or back
+    }
+    // A file marked read-only may change only its Attribute (as EDK2's FAT
+    // driver rules; the spec says the same of files opened read-only).
+    let cur = match fs.stat(&fat_path(&me.path)) {
+        Ok(e) => e,
+        Err(e) => return fat_status(&e),
+    };
+    let cur_name = me.path.rsplit('\\').next().unwrap_or("");
+    if cur.attributes & 0x01 != 0 && (name != cur_name || (!is_dir && new_size != cur.size)) {
+        return Status::ACCESS_DENIED;
+    }
+    // Rename or move: a name with separators is a path (relative to the
+    // file's directory, or absolute with a leading `\`).
+    if name != cur_name {
+        let dir = me.path.rsplit_once('\\').map_or("", |(d, _)| d);
+        let Some(dest) = resolve(dir, &name) else { return Status::ACCESS_DENIED };
+        if let Err(e) = fs.rename(&fat_path(&me.path), &fat_path(&dest)) {
+            return fat_status(&e);
+        }
+        me.path = dest;
+    }
+    let path = fat_path(&me.path);
+    if let Node::File(f) = &mut me.node {
+        if new_size != f.size() {
+            if let Err(e) = fs.set_len(f, new_size) {
+                return fat_status(&e);
             }
         }
-        _ => Status::SUCCESS,
+    }
+    let created = fat_time(&info[24..40]);
+    let accessed = fat_time(&info[40..56]);
+    let modified = fat_time(&info[56..72]);
+    let r = fs
+        .set_attributes(&path, attr as u8 & ember_fat::SETTABLE_ATTRIBUTES)
+        .and_then(|_| fs.set_times(&path, created, modified, accessed))
+        .and_then(|_| fs.flush());
+    match r {
+        Ok(()) => Status::SUCCESS,
+        Err(e) => fat_status(&e),
     }
 }
 
