@@ -195,8 +195,9 @@ impl Drop for PageBuf {
     }
 }
 
-/// Read `name` through a SimpleFileSystem interface (ours or a guest's).
-pub fn read_file(sfs: *mut simple_file_system::Protocol, name: &str) -> Result<PageBuf, Status> {
+/// Open `name` read-only through a SimpleFileSystem interface (ours or a
+/// guest's); returns the handle and the file's size.
+pub fn open_file(sfs: *mut simple_file_system::Protocol, name: &str) -> Result<(*mut r_efi::protocols::file::Protocol, u64), Status> {
     use r_efi::protocols::file;
     let mut root: *mut file::Protocol = core::ptr::null_mut();
     // SAFETY: a SimpleFileSystem interface from the handle database.
@@ -204,8 +205,7 @@ pub fn read_file(sfs: *mut simple_file_system::Protocol, name: &str) -> Result<P
     if st != Status::SUCCESS {
         return Err(st);
     }
-    let mut wide: Vec<u16> = name.encode_utf16().collect();
-    wide.push(0);
+    let mut wide: Vec<u16> = name.replace('/', "\\").encode_utf16().chain(core::iter::once(0)).collect();
     let mut f: *mut file::Protocol = core::ptr::null_mut();
     // SAFETY: `root` is a live directory handle.
     let st = unsafe { ((*root).open)(root, &mut f, wide.as_mut_ptr(), file::MODE_READ, 0) };
@@ -215,12 +215,19 @@ pub fn read_file(sfs: *mut simple_file_system::Protocol, name: &str) -> Result<P
         return Err(st);
     }
     let mut size = 0u64;
-    // SAFETY: `f` is live; seeking to the end gives the size.
+    // SAFETY: `f` is live; seeking to the end gives the size without
+    // EFI_FILE_INFO.
     unsafe {
         ((*f).set_position)(f, u64::MAX);
         ((*f).get_position)(f, &mut size);
         ((*f).set_position)(f, 0);
     }
+    Ok((f, size))
+}
+
+/// Read `name` through a SimpleFileSystem interface (ours or a guest's).
+pub fn read_file(sfs: *mut simple_file_system::Protocol, name: &str) -> Result<PageBuf, Status> {
+    let (f, size) = open_file(sfs, name)?;
     let result = (|| {
         if size == 0 || size as usize > MAX_IMAGE {
             return Err(Status::LOAD_ERROR);

@@ -4,47 +4,20 @@
 //! asks again with its buffer. Ember reads the entry's initrds (several are
 //! concatenated, 4-byte aligned, as systemd-boot does) straight into it.
 
+use super::image::open_file as open;
 use super::{guid, with};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ffi::c_void;
 use r_efi::efi::{Boolean, Status};
-use r_efi::protocols::{device_path, file, load_file2, simple_file_system};
+use r_efi::protocols::{device_path, load_file2, simple_file_system};
 
 #[repr(C)]
 struct Loader {
     proto: load_file2::Protocol,
     sfs: *mut simple_file_system::Protocol,
     paths: Vec<String>,
-}
-
-/// Open `path` on `sfs`; returns the handle and its size.
-fn open(sfs: *mut simple_file_system::Protocol, path: &str) -> Result<(*mut file::Protocol, u64), Status> {
-    let mut root: *mut file::Protocol = core::ptr::null_mut();
-    // SAFETY: a SimpleFileSystem interface from the handle database.
-    let st = unsafe { ((*sfs).open_volume)(sfs, &mut root) };
-    if st != Status::SUCCESS {
-        return Err(st);
-    }
-    let mut wide: Vec<u16> = path.replace('/', "\\").encode_utf16().chain(core::iter::once(0)).collect();
-    let mut f: *mut file::Protocol = core::ptr::null_mut();
-    // SAFETY: a live root directory handle; closed right after.
-    let st = unsafe { ((*root).open)(root, &mut f, wide.as_mut_ptr(), file::MODE_READ, 0) };
-    // SAFETY: as above.
-    unsafe { ((*root).close)(root) };
-    if st != Status::SUCCESS {
-        return Err(st);
-    }
-    let mut size = 0u64;
-    // Seeking to the end and back gives the size without EFI_FILE_INFO.
-    // SAFETY: `f` is live.
-    unsafe {
-        ((*f).set_position)(f, u64::MAX);
-        ((*f).get_position)(f, &mut size);
-        ((*f).set_position)(f, 0);
-    }
-    Ok((f, size))
 }
 
 fn total(me: &Loader) -> Result<u64, Status> {
