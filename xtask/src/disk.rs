@@ -9,6 +9,10 @@ use crate::util::{
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+/// Corrupt-disk scenarios (damaged after building); see corrupt.rs.
+#[path = "corrupt.rs"]
+pub mod corrupt;
+
 const MIB: u64 = 1024 * 1024;
 const GUID_ESP: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 const GUID_XBOOTLDR: &str = "BC13C2FF-59E6-4262-A352-B275FD6F7172";
@@ -83,6 +87,15 @@ pub const NAMES: &[&str] = &[
     "mbr",
     "second-disk",
     "fallback",
+    // corrupt.rs: disk 0 damaged, a later disk or entry good.
+    "gpt-primary-bad",
+    "gpt-both-bad",
+    "fat-loop",
+    "fat-crosslink",
+    "dir-self",
+    "truncated-kernel",
+    "initrd-too-big",
+    "bad-pe",
 ];
 
 /// Options every entry passes: serial console, and panic=-1 so a guest panic
@@ -289,7 +302,7 @@ pub fn scenario(name: &str, a: &Artifacts) -> Option<Scenario> {
             "fallback",
             true,
         ),
-        _ => return None,
+        _ => return corrupt::scenario(name, a),
     })
 }
 
@@ -412,6 +425,10 @@ pub fn build(s: &Scenario) -> Result<Vec<PathBuf>> {
         let mut h = Fnv::new()
             .str(&format!("{d:?}"))
             .str(env!("CARGO_PKG_VERSION"));
+        let damage = corrupt::key(s.name, i);
+        if !damage.is_empty() {
+            h = h.str(&damage);
+        }
         for p in &d.parts {
             for (_, src) in &p.files {
                 if let Src::Host(f) = src {
@@ -423,6 +440,7 @@ pub fn build(s: &Scenario) -> Result<Vec<PathBuf>> {
         if !(img.is_file() && read_to_string(&keyfile).is_ok_and(|k| k == key)) {
             remove_file_if_exists(&keyfile)?;
             build_disk(d, &img)?;
+            corrupt::apply(s.name, i, &img)?;
             write(&keyfile, &key)?;
         }
         paths.push(img);

@@ -130,6 +130,8 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
             ]
         } else if matches!(s.name, "fat16" | "fat12" | "ordering" | "fallback") {
             &[Machine::Q35, Machine::Microvm, Machine::Q35Native, Machine::MicrovmNative]
+        } else if let Some(ms) = disk::corrupt::machines(s.name) {
+            ms
         } else if s.microvm {
             &[Machine::Q35, Machine::Microvm]
         } else {
@@ -221,7 +223,8 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
                         disks: case.disks.clone(),
                     }
                 };
-                let out = qemu::run(case.machine, &boot, &log, boot_timeout());
+                let extra = disk::corrupt::qemu_extra(case.scenario.name);
+                let out = qemu::run_with(case.machine, &boot, extra, &log, boot_timeout());
                 let ok = report(case, &out);
                 let mut r = results.lock().expect("results lock");
                 if ok {
@@ -240,13 +243,17 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
 
 /// Print the case's line (and on failure its evidence); returns pass/fail.
 fn report(case: &Case, out: &Outcome) -> bool {
-    print_verdict(&case.name(), case.scenario.expect, Some(case.machine.expects_efi()), out)
+    let expect_log = disk::corrupt::expect_log(&case.scenario, case.machine);
+    print_verdict(&case.name(), case.scenario.expect, Some(case.machine.expects_efi()), &expect_log, out)
 }
 
 /// `efi`: whether the guest must (Some(true)) or must not (Some(false)) have
 /// come up with UEFI; with UEFI, the guest's EFI messages must be clean.
-fn print_verdict(name: &str, expect: &str, efi: Option<bool>, out: &Outcome) -> bool {
+/// `expect_log`: fragments the serial log must contain (what Ember said about
+/// a damaged disk), checked once the right variant booted.
+fn print_verdict(name: &str, expect: &str, efi: Option<bool>, expect_log: &[String], out: &Outcome) -> bool {
     let wall = out.wall.as_secs_f64();
+    let missing: Vec<&String> = expect_log.iter().filter(|f| !out.log.contains(f.as_str())).collect();
     let verdict = match (&out.marker, &out.problem) {
         (Some(m), _) if m.variant == expect && efi.is_some_and(|e| m.efi != Some(e)) => Err(format!(
             "guest /sys/firmware/efi: {:?}, expected {}",
@@ -256,6 +263,10 @@ fn print_verdict(name: &str, expect: &str, efi: Option<bool>, out: &Outcome) -> 
         (Some(m), _) if m.variant == expect && efi == Some(true) && m.efi_warnings != Some(0) => {
             Err(format!("the guest kernel logged {:?} EFI warnings/errors", m.efi_warnings))
         }
+        (Some(m), _) if m.variant == expect && !missing.is_empty() => Err(format!(
+            "booted `{expect}` but the log lacks {}",
+            missing.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", ")
+        )),
         (Some(m), _) if m.variant == expect => Ok(m),
         (Some(m), _) => Err(format!(
             "booted variant `{}`, expected `{expect}`",
@@ -314,7 +325,7 @@ fn run_direct(opts: &Opts, tally: &mut Tally) -> Result {
             &logs.join(format!("direct-{}.log", m.name())),
             boot_timeout(),
         );
-        let ok = print_verdict(&name, &expect, Some(false), &out);
+        let ok = print_verdict(&name, &expect, Some(false), &[], &out);
         if ok {
             tally.passed += 1;
         } else {

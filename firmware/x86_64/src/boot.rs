@@ -57,8 +57,14 @@ fn collect(disk: &Disk, src: &Source, out: &mut Vec<Candidate>, conf: &mut Optio
     collect_ukis(&mut fs, &where_, src, out);
     let list = match fs.read_dir("/loader/entries") {
         Ok(l) => l,
+        // No directory is normal (a UKI-only or BOOTX64.EFI-only ESP) ...
+        Err(ember_fat::FatError::NotFound(_)) => {
+            log::debug!("{where_}: no /loader/entries");
+            return;
+        }
+        // ... a damaged one is worth saying.
         Err(e) => {
-            log::debug!("{where_}: no /loader/entries: {e}");
+            log::warn!("{where_}: cannot read /loader/entries: {e}");
             return;
         }
     };
@@ -267,5 +273,16 @@ fn boot_uefi(disks: &[Disk], di: usize, c: &Candidate, path: &str, initrds: &[St
         crate::efi::initrd::withdraw(h);
     }
     let st = r?;
+    let asked = crate::efi::initrd::last_size();
+    if st == r_efi::efi::Status::OUT_OF_RESOURCES && asked > 0 {
+        let free = crate::memory::MAP.lock().map().total_free();
+        return Err(format!(
+            "{path} returned {}: its initrd ({}, {} MiB) may not fit in the {} MiB of free memory",
+            crate::efi::status_name(st),
+            initrds.join(", "),
+            asked >> 20,
+            free >> 20
+        ));
+    }
     Err(format!("{path} returned {}", crate::efi::status_name(st)))
 }

@@ -13,6 +13,14 @@ use core::ffi::c_void;
 use r_efi::efi::{Boolean, Status};
 use r_efi::protocols::{device_path, load_file2, simple_file_system};
 
+/// Bytes the last initrd offer amounted to (for error messages).
+static LAST_SIZE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The size of the initrds last asked for through LoadFile2.
+pub fn last_size() -> u64 {
+    LAST_SIZE.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 #[repr(C)]
 struct Loader {
     proto: load_file2::Protocol,
@@ -44,6 +52,7 @@ extern "efiapi" fn load(this: *mut load_file2::Protocol, _path: *mut device_path
         Ok(t) => t as usize,
         Err(s) => return s,
     };
+    LAST_SIZE.store(need as u64, core::sync::atomic::Ordering::Relaxed);
     // SAFETY: `size` checked.
     let have = unsafe { *size };
     if buf.is_null() || have < need {
