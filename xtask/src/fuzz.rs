@@ -21,6 +21,7 @@ pub const TARGETS: &[&str] = &[
     "bzimage",
     "gpt_mbr",
     "pe",
+    "devpath",
     "fat",
 ];
 

@@ -1,0 +1,45 @@
+//! UEFI device paths, as guest code hands them to LoadImage,
+//! LocateDevicePath and the DevicePathToText/FromText protocols: the byte
+//! parser, text conversion both ways, the size walk the firmware uses on raw
+//! pointers, and the handle database's longest-prefix match.
+#![no_main]
+
+use ember_uefi_data::devpath::{self, DevicePath};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    // The size walk over "memory" must agree with the parser on valid paths
+    // and never read past what it was given.
+    let walked = ember_efi::devpath::device_path_size(|off| {
+        data.get(off..off + 4).map(|b| [b[0], b[1], b[2], b[3]])
+    });
+    if let Ok(p) = DevicePath::parse(data) {
+        let text = p.to_text(false, false);
+        let _ = p.to_text(true, true);
+        let _ = p.instances();
+        let _ = p.file_path_text();
+        let _ = p.split_last_file_path();
+        if let Ok(n) = walked {
+            assert_eq!(n, p.size(), "size walk and parser disagree");
+        }
+        // Whatever text we print must parse back without panicking, and
+        // what it parses to must be a well-formed path.
+        if let Ok(back) = devpath::from_text(&text) {
+            assert!(DevicePath::parse(&back).is_ok(), "from_text produced a malformed path for {text:?}");
+        }
+        // Longest-prefix match against itself and a truncated copy.
+        let mut db = ember_efi::HandleDb::new();
+        let g = ember_efi::Guid([7; 16]);
+        let dpg = ember_efi::Guid([8; 16]);
+        let bytes = p.as_bytes().to_vec();
+        if let Ok(h) = db.install_protocol(None, dpg, 1).map(|i| i.handle) {
+            let _ = db.install_protocol(Some(h), g, 2);
+            let _ = db.locate_device_path(&g, &bytes, |_| Some(bytes.as_slice()));
+        }
+    }
+    // Arbitrary text into the text parser.
+    if let Ok(s) = core::str::from_utf8(data) {
+        let _ = devpath::from_text(s);
+        let _ = devpath::node_from_text(s);
+    }
+});
