@@ -574,6 +574,7 @@ pub fn start_file(disk: usize, first_lba: u64, path: &str, options: &str) -> Res
             });
         }
     }
+    platform::publish_memory_attributes();
     log::info!("UEFI: starting {path}{}{options}", if options.is_empty() { "" } else { " with options: " });
     Ok(image::start_image(child, core::ptr::null_mut(), core::ptr::null_mut()))
 }

@@ -118,3 +118,65 @@ pub fn standard_variables() {
     runtime::set_default("PlatformLang", &g, NV | BS | RT, b"en-US\0");
     runtime::set_default("Lang", &g, NV | BS | RT, b"eng\0");
 }
+
+/// The current memory-attributes table's pages.
+static MAT_PAGES: spin::Mutex<Option<(u64, u64)>> = spin::Mutex::new(None);
+
+/// Publish (or refresh) the EFI_MEMORY_ATTRIBUTES_TABLE: per-range
+/// permissions of the runtime memory the OS keeps mapping after
+/// ExitBootServices. Ember's own image is split like its page tables (code
+/// read-only, read-only data also non-executable, data non-executable); runtime data
+/// pools are non-executable. Runtime code that is not Ember's (runtime
+/// drivers a loader started) is left out: Ember does not know its layout.
+/// Built right before an image starts, so later runtime allocations are
+/// not listed (the OS then keeps its default mapping for them).
+pub fn publish_memory_attributes() {
+    use ember_mem::MemKind;
+    let [(t0, t1), (r0, r1), (d0, d1)] = crate::arch::protect::image_ranges();
+    let mut entries: Vec<(u32, u64, u64, u64)> = Vec::new(); // (type, start, end, attrs)
+    let rt = efi::MEMORY_RUNTIME;
+    entries.push((efi::RUNTIME_SERVICES_CODE, t0, t1, rt | efi::MEMORY_RO));
+    entries.push((efi::RUNTIME_SERVICES_CODE, r0, r1, rt | efi::MEMORY_RO | efi::MEMORY_XP));
+    entries.push((efi::RUNTIME_SERVICES_DATA, d0, d1, rt | efi::MEMORY_XP));
+    for r in crate::memory::MAP.lock().map().regions() {
+        if r.kind == MemKind::Allocated(efi::RUNTIME_SERVICES_DATA) && (r.end <= d0 || r.start >= d1) {
+            entries.push((efi::RUNTIME_SERVICES_DATA, r.start, r.end, rt | efi::MEMORY_XP));
+        }
+    }
+    let desc = core::mem::size_of::<efi::MemoryDescriptor>();
+    let total = 16 + entries.len() * desc;
+    let Ok(mem) = crate::memory::MAP.lock().allocate_pages(
+        AllocateType::MaxAddress(u64::from(u32::MAX)),
+        EfiMemoryType(efi::ACPI_RECLAIM_MEMORY),
+        (total as u64).div_ceil(4096),
+    ) else {
+        return;
+    };
+    // SAFETY: pages just allocated for the table.
+    let buf = unsafe { phys::bytes_mut(mem, total) };
+    buf.fill(0);
+    buf[0..4].copy_from_slice(&efi::MEMORY_ATTRIBUTES_TABLE_VERSION.to_le_bytes());
+    buf[4..8].copy_from_slice(&(entries.len() as u32).to_le_bytes());
+    buf[8..12].copy_from_slice(&(desc as u32).to_le_bytes());
+    for (i, (ty, start, end, attrs)) in entries.iter().enumerate() {
+        let d = efi::MemoryDescriptor {
+            r#type: *ty,
+            physical_start: *start,
+            virtual_start: 0,
+            number_of_pages: (end - start) / 4096,
+            attribute: *attrs,
+        };
+        // SAFETY: `d` is plain data; the slot lies inside the table.
+        let bytes = unsafe { core::slice::from_raw_parts(&d as *const efi::MemoryDescriptor as *const u8, desc) };
+        buf[16 + i * desc..16 + (i + 1) * desc].copy_from_slice(bytes);
+    }
+    super::with(|e| {
+        e.config.retain(|c| c.vendor_guid != efi::MEMORY_ATTRIBUTES_TABLE_GUID);
+        e.config.push(efi::ConfigurationTable { vendor_guid: efi::MEMORY_ATTRIBUTES_TABLE_GUID, vendor_table: mem as *mut core::ffi::c_void });
+    });
+    // The table it replaces (a previous image start) goes back.
+    if let Some((a, p)) = MAT_PAGES.lock().replace((mem, (total as u64).div_ceil(4096))) {
+        let _ = crate::memory::MAP.lock().free_pages(a, p);
+    }
+    super::publish_config_tables();
+}
