@@ -1,8 +1,9 @@
 //! Open files: extent-based reads straight into the caller's buffer, and
 //! writes that grow or shrink the cluster chain.
 
-use crate::table::{FatTable, Next};
+use crate::table::{FatTable, Next, Run, MAX_RUNS};
 use crate::{read_bytes, write_bytes, FatError, FileSystem};
+use alloc::rc::Rc;
 use alloc::vec;
 use alloc::vec::Vec;
 use ember_block::BlockDevice;
@@ -52,8 +53,13 @@ impl<D: BlockDevice> FileSystem<D> {
         let found = if e.first_cluster == 0 {
             0
         } else {
-            self.fat
-                .chain_len(&mut self.dev, &self.geo, e.first_cluster)?
+            // One walk both checks the length and finds the runs the reads
+            // will use (kept by first cluster until the FAT changes).
+            let walk = self
+                .fat
+                .walk(&mut self.dev, &self.geo, e.first_cluster, MAX_RUNS)?;
+            self.fat.keep_runs(e.first_cluster, walk.runs);
+            walk.len
         };
         // An empty file that still owns a cluster is harmless; anything else
         // that disagrees means the chain cannot be trusted.
@@ -103,6 +109,9 @@ impl<D: BlockDevice> FileSystem<D> {
         let n = (file.size - offset).min(buf.len() as u64) as usize;
         let cs = u64::from(self.geo.cluster_size());
         let first = file.first_cluster;
+        if let Some(runs) = self.runs_of(first)? {
+            return self.read_runs(first, &runs, offset, &mut buf[..n]);
+        }
         let target = offset / cs;
         // Start from the remembered position of a previous sequential read.
         let (mut idx, mut cur) = match self.fat.hint {
@@ -153,6 +162,58 @@ impl<D: BlockDevice> FileSystem<D> {
             };
             idx += 1;
         }
+    }
+
+    /// The run list of the chain at `first`: cached, or found now by one
+    /// bounded walk; `None` if the chain is too fragmented to keep (or the
+    /// file has no cluster), in which case reads follow it link by link.
+    fn runs_of(&mut self, first: u32) -> Result<Option<Rc<[Run]>>, FatError> {
+        if first == 0 {
+            return Ok(None);
+        }
+        if let Some(r) = self.fat.cached_runs(first) {
+            return Ok(r);
+        }
+        let walk = self.fat.walk(&mut self.dev, &self.geo, first, MAX_RUNS)?;
+        Ok(self.fat.keep_runs(first, walk.runs))
+    }
+
+    /// Fill `buf` from file offset `offset` using the chain's run list: one
+    /// device request per run the range touches.
+    fn read_runs(
+        &mut self,
+        first: u32,
+        runs: &[Run],
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, FatError> {
+        let cs = u64::from(self.geo.cluster_size());
+        let end = offset + buf.len() as u64;
+        // Skip the runs before `offset`; `base` is the file offset of run `i`.
+        let mut base = 0u64;
+        let mut done = 0usize;
+        for r in runs {
+            let len = u64::from(r.len) * cs;
+            if base + len > offset {
+                let from = offset.max(base);
+                let to = end.min(base + len);
+                let disk = self.geo.cluster_offset(r.start) + (from - base);
+                let bytes = (to - from) as usize;
+                read_bytes(&mut self.dev, disk, &mut buf[done..done + bytes])?;
+                done += bytes;
+                if to == end {
+                    return Ok(done);
+                }
+            }
+            base += len;
+        }
+        // The chain ends before the data does.
+        let clusters: u64 = runs.iter().map(|r| u64::from(r.len)).sum();
+        Err(FatError::ChainLength {
+            first,
+            expected: end.div_ceil(cs),
+            found: clusters,
+        })
     }
 
     /// Number of physically contiguous cluster runs the file occupies

@@ -3,15 +3,38 @@
 
 use crate::bpb::{FatType, Geometry};
 use crate::{read_bytes, write_bytes, FatError};
+use alloc::rc::Rc;
 use alloc::vec;
 use alloc::vec::Vec;
 use ember_block::BlockDevice;
 
-/// Bytes of FAT held per cache window. Large windows mean walking the chain of
-/// a 60 MiB file costs a handful of device reads, not one per sector.
-const WINDOW_BYTES: u32 = 16 * 1024;
-/// Number of windows kept; evicted least-recently-used.
+/// Bytes of FAT held per cache window, read in one device request. Large
+/// windows mean walking the chain of a 14 MiB kernel on 512-byte clusters
+/// (27,700 FAT32 entries, 108 KiB of FAT) costs two device reads.
+const WINDOW_BYTES: u32 = 64 * 1024;
+/// Number of windows kept (at most 512 KiB); evicted least-recently-used.
 const WINDOWS: usize = 8;
+/// Most runs kept for one file: a run list costs 8 bytes a run, so this
+/// bounds a cached list at 32 KiB. More fragmented files are read by
+/// following the chain link by link.
+pub(crate) const MAX_RUNS: usize = 4096;
+/// Files whose run lists are kept (the kernel and initrds of one entry).
+const RUN_LISTS: usize = 4;
+
+/// Physically contiguous clusters `start..start + len` of a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub start: u32,
+    pub len: u32,
+}
+
+/// A whole chain as found by [`FatTable::walk`].
+pub(crate) struct Walk {
+    /// Clusters in the chain.
+    pub len: u64,
+    /// Its runs, in chain order; `None` when there were more than asked for.
+    pub runs: Option<Vec<Run>>,
+}
 
 struct Window {
     index: u32,
@@ -43,6 +66,9 @@ pub(crate) struct FatTable {
     /// Remembered (first cluster, cluster index, cluster) of the last read,
     /// so sequential `read_at` calls do not re-walk the chain from the start.
     pub hint: Option<(u32, u64, u32)>,
+    /// Run lists of recently opened files by first cluster (`None`: too
+    /// fragmented to keep). Any FAT update empties it.
+    pub runs: Vec<(u32, Option<Rc<[Run]>>)>,
 }
 
 impl FatTable {
@@ -56,7 +82,28 @@ impl FatTable {
             next_free: 2,
             info_dirty: false,
             hint: None,
+            runs: Vec::new(),
         }
+    }
+
+    /// The cached run list of the chain starting at `first`, if any:
+    /// `Some(None)` means the chain is known to be too fragmented to keep.
+    pub fn cached_runs(&self, first: u32) -> Option<Option<Rc<[Run]>>> {
+        self.runs
+            .iter()
+            .find(|(f, _)| *f == first)
+            .map(|(_, r)| r.clone())
+    }
+
+    /// Remember the run list (or its absence) of the chain at `first`.
+    pub fn keep_runs(&mut self, first: u32, runs: Option<Vec<Run>>) -> Option<Rc<[Run]>> {
+        let runs: Option<Rc<[Run]>> = runs.map(Rc::from);
+        self.runs.retain(|(f, _)| *f != first);
+        if self.runs.len() >= RUN_LISTS {
+            self.runs.remove(0);
+        }
+        self.runs.push((first, runs.clone()));
+        runs
     }
 
     fn fat_bytes(geo: &Geometry) -> u64 {
@@ -218,6 +265,7 @@ impl FatTable {
     ) -> Result<(), FatError> {
         Self::check_range(geo, cluster)?;
         self.hint = None;
+        self.runs.clear();
         let c = u64::from(cluster);
         match geo.fat_type {
             FatType::Fat12 => {
@@ -259,14 +307,9 @@ impl FatTable {
         }
     }
 
-    /// Follow one link, rejecting free, reserved, bad and out-of-range values.
-    pub fn next<D: BlockDevice>(
-        &mut self,
-        dev: &mut D,
-        geo: &Geometry,
-        cluster: u32,
-    ) -> Result<Next, FatError> {
-        let v = self.get(dev, geo, cluster)?;
+    /// What entry value `v` of `cluster` means: rejects free, reserved, bad
+    /// and out-of-range values.
+    fn classify(geo: &Geometry, cluster: u32, v: u32) -> Result<Next, FatError> {
         let (eoc_min, bad) = match geo.fat_type {
             FatType::Fat12 => (0x0FF8, 0x0FF7),
             FatType::Fat16 => (0xFFF8, 0xFFF7),
@@ -281,49 +324,125 @@ impl FatTable {
         }
     }
 
-    /// Every cluster of the chain starting at `first`, bounded by the cluster
-    /// count so a looping chain is reported instead of walked forever.
+    /// Follow one link, rejecting free, reserved, bad and out-of-range values.
+    pub fn next<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        geo: &Geometry,
+        cluster: u32,
+    ) -> Result<Next, FatError> {
+        let v = self.get(dev, geo, cluster)?;
+        Self::classify(geo, cluster, v)
+    }
+
+    /// Walk the whole chain starting at `first`, bounded by the cluster count
+    /// so a looping chain is reported instead of walked forever. FAT16/32
+    /// entries are decoded straight from the cached window, one window lookup
+    /// per window rather than per entry. The runs are collected while there
+    /// are at most `max_runs` of them.
+    pub fn walk<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        geo: &Geometry,
+        first: u32,
+        max_runs: usize,
+    ) -> Result<Walk, FatError> {
+        Self::check_range(geo, first)?;
+        let limit = u64::from(geo.cluster_count);
+        let width: u64 = match geo.fat_type {
+            FatType::Fat12 => 0,
+            FatType::Fat16 => 2,
+            FatType::Fat32 => 4,
+        };
+        let mut runs = Some(Vec::new());
+        let push = |runs: &mut Option<Vec<Run>>, r: Run| {
+            if let Some(v) = runs {
+                if v.len() < max_runs {
+                    v.push(r);
+                } else {
+                    *runs = None;
+                }
+            }
+        };
+        let mut n = 0u64;
+        let mut run = Run {
+            start: first,
+            len: 0,
+        };
+        let mut cur = first;
+        loop {
+            // Count `cur`, then find what follows it.
+            let next = if width == 0 {
+                n += 1;
+                if n > limit {
+                    return Err(FatError::ChainLoop { first });
+                }
+                run.len += 1;
+                self.next(dev, geo, cur)?
+            } else {
+                let i = self.window(dev, geo, u64::from(cur) * width)?;
+                let w = &self.windows[i];
+                let base = u64::from(w.index) * u64::from(self.window_bytes);
+                let end = base + w.data.len() as u64;
+                // Every link whose entry lies in this window, without leaving it.
+                loop {
+                    n += 1;
+                    if n > limit {
+                        return Err(FatError::ChainLoop { first });
+                    }
+                    run.len += 1;
+                    let rel = (u64::from(cur) * width - base) as usize;
+                    let v = match (width, w.data.get(rel..rel + width as usize)) {
+                        (4, Some(b)) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & 0x0FFF_FFFF,
+                        (_, Some(b)) => u32::from(u16::from_le_bytes([b[0], b[1]])),
+                        (_, None) => return Err(FatError::Internal("FAT entry outside window")),
+                    };
+                    match Self::classify(geo, cur, v)? {
+                        Next::Cluster(c)
+                            if u64::from(c) * width >= base
+                                && u64::from(c) * width + width <= end =>
+                        {
+                            if c != cur.wrapping_add(1) {
+                                push(&mut runs, run);
+                                run = Run { start: c, len: 0 };
+                            }
+                            cur = c;
+                        }
+                        other => break other,
+                    }
+                }
+            };
+            match next {
+                Next::End => {
+                    push(&mut runs, run);
+                    return Ok(Walk { len: n, runs });
+                }
+                Next::Cluster(c) => {
+                    if c != cur.wrapping_add(1) {
+                        push(&mut runs, run);
+                        run = Run { start: c, len: 0 };
+                    }
+                    cur = c;
+                }
+            }
+        }
+    }
+
+    /// Every cluster of the chain starting at `first` (bounded like
+    /// [`FatTable::walk`]).
     pub fn chain<D: BlockDevice>(
         &mut self,
         dev: &mut D,
         geo: &Geometry,
         first: u32,
     ) -> Result<Vec<u32>, FatError> {
-        Self::check_range(geo, first)?;
-        let mut out = Vec::new();
-        let mut cur = first;
-        loop {
-            if out.len() as u64 >= u64::from(geo.cluster_count) {
-                return Err(FatError::ChainLoop { first });
-            }
-            out.push(cur);
-            match self.next(dev, geo, cur)? {
-                Next::End => return Ok(out),
-                Next::Cluster(n) => cur = n,
-            }
+        let walk = self.walk(dev, geo, first, usize::MAX)?;
+        let runs = walk.runs.unwrap_or_default();
+        let mut out = Vec::with_capacity(walk.len as usize);
+        for r in runs {
+            out.extend((0..r.len).map(|k| r.start + k));
         }
-    }
-
-    /// Length of a chain (bounded like [`FatTable::chain`]) without storing it.
-    pub fn chain_len<D: BlockDevice>(
-        &mut self,
-        dev: &mut D,
-        geo: &Geometry,
-        first: u32,
-    ) -> Result<u64, FatError> {
-        Self::check_range(geo, first)?;
-        let mut n = 0u64;
-        let mut cur = first;
-        loop {
-            if n >= u64::from(geo.cluster_count) {
-                return Err(FatError::ChainLoop { first });
-            }
-            n += 1;
-            match self.next(dev, geo, cur)? {
-                Next::End => return Ok(n),
-                Next::Cluster(c) => cur = c,
-            }
-        }
+        Ok(out)
     }
 
     /// Allocate one free cluster, marking it end-of-chain; scanning starts

@@ -120,6 +120,118 @@ fn chain_loop_is_detected() {
 }
 
 #[test]
+fn long_chain_looping_far_back_is_detected() {
+    // 4000 contiguous clusters whose last link points back to the 10th: the
+    // batched walk must still count every step and give up.
+    let mut c = Crafted::new();
+    let chain: Vec<u32> = (100..4100).collect();
+    c.root(0, b"BIGLOOP BIN", 0x20, 100, 4000 * 512);
+    c.chain(&chain, Some(110));
+    // A short, sane file next to it.
+    c.root(1, b"OK      BIN", 0x20, 5000, 512);
+    c.chain(&[5000], None);
+    let mut fs = c.mount().unwrap();
+    assert_eq!(
+        fs.open("/BIGLOOP.BIN").unwrap_err(),
+        FatError::ChainLoop { first: 100 }
+    );
+    assert!(matches!(
+        fs.read_file("/BIGLOOP.BIN", 1 << 30),
+        Err(FatError::ChainLoop { .. })
+    ));
+    // A loop of one cluster onto itself, and a link to a free cluster.
+    let mut c = Crafted::new();
+    c.root(0, b"SELF    BIN", 0x20, 200, 3 * 512);
+    c.fat(200, 200);
+    c.root(1, b"FREE    BIN", 0x20, 300, 3 * 512);
+    c.fat(300, 301); // 301 is free (0)
+    let mut fs = c.mount().unwrap();
+    assert_eq!(
+        fs.open("/SELF.BIN").unwrap_err(),
+        FatError::ChainLoop { first: 200 }
+    );
+    assert_eq!(
+        fs.open("/FREE.BIN").unwrap_err(),
+        FatError::BadCluster {
+            cluster: 301,
+            value: 0
+        }
+    );
+}
+
+#[test]
+fn reads_follow_the_fat_after_it_changes() {
+    // Two handles on one file; truncating through one must not leave the
+    // other reading freed clusters from a stale run list.
+    let mut c = Crafted::new();
+    c.root(0, b"TWO     BIN", 0x20, 5, 700);
+    c.chain(&[5, 6], None);
+    let mut fs = c.mount().unwrap();
+    let mut a = fs.open("/TWO.BIN").unwrap();
+    let b = fs.open("/TWO.BIN").unwrap();
+    let mut buf = [0u8; 100];
+    assert_eq!(fs.read_at(&b, 600, &mut buf).unwrap(), 100);
+    fs.set_len(&mut a, 100).unwrap();
+    assert_eq!(
+        fs.read_at(&b, 600, &mut buf).unwrap_err(),
+        FatError::ChainLength {
+            first: 5,
+            expected: 2,
+            found: 1
+        }
+    );
+}
+
+#[test]
+fn very_fragmented_file_reads_correctly() {
+    // 4100 clusters, none adjacent (every other cluster): more runs than are
+    // cached, so reads fall back to following the chain.
+    let mut c = Crafted::new();
+    let chain: Vec<u32> = (0..4100).map(|k| 10 + 2 * k).collect();
+    c.root(0, b"FRAG    BIN", 0x20, chain[0], 4100 * 512);
+    c.chain(&chain, None);
+    for (k, &cl) in chain.iter().enumerate() {
+        let o = DATA_START + (cl as usize - 2) * 512;
+        c.img[o..o + 4].copy_from_slice(&(k as u32).to_le_bytes());
+    }
+    let mut fs = c.mount().unwrap();
+    let f = fs.open("/FRAG.BIN").unwrap();
+    assert_eq!(fs.cluster_runs(&f).unwrap(), 4100);
+    let data = fs.read_file("/FRAG.BIN", 1 << 30).unwrap();
+    assert_eq!(data.len(), 4100 * 512);
+    for k in 0..4100 {
+        assert_eq!(
+            data[k * 512..k * 512 + 4],
+            (k as u32).to_le_bytes(),
+            "cluster {k}"
+        );
+    }
+    let mut buf = [0u8; 1024];
+    assert_eq!(fs.read_at(&f, 4000 * 512 + 3, &mut buf).unwrap(), 1024);
+    assert_eq!(buf[509..513], 4001u32.to_le_bytes());
+    // A less fragmented one (two runs) through the cached run list.
+    let mut c = Crafted::new();
+    let chain: Vec<u32> = (20..30).chain(40..50).collect();
+    c.root(0, b"TWORUNS BIN", 0x20, 20, 20 * 512 - 5);
+    c.chain(&chain, None);
+    for (k, &cl) in chain.iter().enumerate() {
+        let o = DATA_START + (cl as usize - 2) * 512;
+        c.img[o..o + 512].fill(k as u8);
+    }
+    let mut fs = c.mount().unwrap();
+    let f = fs.open("/TWORUNS.BIN").unwrap();
+    let mut buf = vec![0u8; 1024];
+    let r0 = fs.device_mut().reads;
+    assert_eq!(fs.read_at(&f, 9 * 512 + 256, &mut buf).unwrap(), 1024);
+    // Across the run boundary: two requests, bounced head and tail included.
+    assert!(fs.device_mut().reads - r0 <= 3);
+    assert!(buf[..256].iter().all(|&b| b == 9));
+    assert!(buf[256..768].iter().all(|&b| b == 10));
+    assert!(buf[768..].iter().all(|&b| b == 11));
+    assert_eq!(fs.read_at(&f, 20 * 512 - 10, &mut buf).unwrap(), 5);
+}
+
+#[test]
 fn cross_linked_file_is_detected() {
     let mut c = Crafted::new();
     c.root(0, b"A       BIN", 0x20, 20, 3 * 512);

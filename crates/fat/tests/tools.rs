@@ -235,6 +235,41 @@ fn contiguous_file_is_read_in_constant_requests() {
     assert!(fs.device_mut().reads - r0 <= 3);
 }
 
+#[test]
+fn kernel_sized_file_opens_and_reads_in_few_requests() {
+    // The shape of Ember's boot: a 14 MiB kernel on a FAT32 ESP with 512-byte
+    // clusters (28,672 clusters, 112 KiB of FAT), opened, then read whole.
+    let s = Scratch::new("kernel");
+    let img = s.path("disk.img");
+    mkfs(&img, 32, 65536, &["-s", "1"]);
+    mmd(&img, "/ember");
+    let data = pattern(14 << 20, 14);
+    put(&s, &img, "/ember/linux", &data);
+    let mut fs = FileSystem::mount(MemDisk::from_bytes(std::fs::read(&img).unwrap())).unwrap();
+    let r0 = fs.device_mut().reads;
+    let f = fs.open("/ember/linux").unwrap();
+    let r1 = fs.device_mut().reads;
+    let mut buf = vec![0u8; data.len()];
+    assert_eq!(fs.read_at(&f, 0, &mut buf).unwrap(), data.len());
+    let r2 = fs.device_mut().reads;
+    assert!(buf == data, "content mismatch");
+    // Directories (root and /ember, parent re-read for the entry slot) plus
+    // the 112 KiB of FAT in 64 KiB windows: two FAT reads, not 28,672.
+    assert!(r1 - r0 <= 6, "open took {} reads", r1 - r0);
+    // The read reuses the runs open() found: no FAT access at all, one
+    // request for the one run.
+    assert_eq!(r2 - r1, 1, "read took {} requests", r2 - r1);
+    // Further reads (a header, then the rest) stay one request each.
+    let mut head = [0u8; 4096];
+    assert_eq!(fs.read_at(&f, 0, &mut head).unwrap(), head.len());
+    assert_eq!(
+        fs.read_at(&f, 8 << 20, &mut buf[..1 << 20]).unwrap(),
+        1 << 20
+    );
+    assert_eq!(fs.device_mut().reads - r2, 2);
+    assert!(buf[..1 << 20] == data[8 << 20..9 << 20]);
+}
+
 fn fsck_ok(img: &std::path::Path) {
     let out = std::process::Command::new("fsck.fat")
         .args(["-n", "-v", img.to_str().unwrap()])
