@@ -69,6 +69,9 @@ pub fn test(opts: &Opts) -> Result<bool> {
 }
 
 fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
+    // First: the host unit tests themselves build images with mkfs.fat,
+    // mtools, sgdisk/sfdisk and check PE files with objdump.
+    tools::ensure_host_tools()?;
     if !opts.boot_only {
         let host: [(&str, &[&str]); 2] = [
             ("host-tests", &["test"]),
@@ -90,7 +93,6 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
             }
         }
     }
-    tools::ensure_host_tools()?;
     if opts.direct {
         return run_direct(opts, tally);
     }
