@@ -261,7 +261,7 @@ fn has_efi_stub(fs: &mut FileSystem<Slice<SharedDisk>>, path: &str) -> bool {
 /// Start an EFI binary through the UEFI layer, with the initrds offered
 /// through LoadFile2 and the command line as load options.
 fn boot_uefi(disks: &[Disk], di: usize, c: &Candidate, path: &str, initrds: &[String], cmdline: &str, rsdp: u64) -> Result<Infallible, String> {
-    crate::efi::init(disks, rsdp);
+    crate::efi::init(disks, rsdp).map_err(|e| format!("cannot start the UEFI layer: {e}"))?;
     let first = c.source.part.first_lba;
     let part = crate::efi::partition_handle(di, first).ok_or("the partition has no UEFI handle")?;
     let offered = match crate::efi::initrd::sfs_of(part) {

@@ -252,14 +252,20 @@ fn base_path(loc: crate::devices::Location) -> Vec<u8> {
 
 /// Build the UEFI world: tables, console, disks, partitions, filesystems.
 /// Done only when an entry needs it: a native Linux boot never pays for it.
-pub fn init(disks: &[crate::devices::Disk], rsdp: u64) {
+pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::string::String> {
     use crate::memory::MAP;
     use ember_mem::MemKind;
     use r_efi::protocols::{block_io, device_path, disk_io, simple_file_system, simple_text_input, simple_text_input_ex, simple_text_output};
     if EFI.lock().is_some() {
-        return;
+        return Ok(());
     }
     let t0 = time::now_ns();
+    // The tables first: without them there is no UEFI world to build, and
+    // nothing has been changed yet. System and runtime tables go in runtime
+    // memory.
+    let rt_page = memory::pool_alloc(efi::RUNTIME_SERVICES_DATA, core::mem::size_of::<efi::SystemTable>() + core::mem::size_of::<efi::RuntimeServices>())
+        .ok_or("no memory for the UEFI system table")?;
+    let bs_mem = memory::pool_alloc(efi::BOOT_SERVICES_DATA, core::mem::size_of::<efi::BootServices>()).ok_or("no memory for the boot services table")?;
     runtime::init();
     // Ember's own image becomes runtime memory: its runtime services run
     // from there after ExitBootServices.
@@ -286,10 +292,6 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) {
         firmware_handle: None,
     });
 
-    // The tables. System and runtime tables in runtime memory.
-    let rt_page = memory::pool_alloc(efi::RUNTIME_SERVICES_DATA, core::mem::size_of::<efi::SystemTable>() + core::mem::size_of::<efi::RuntimeServices>())
-        .expect("no memory for the UEFI system table");
-    let bs_mem = memory::pool_alloc(efi::BOOT_SERVICES_DATA, core::mem::size_of::<efi::BootServices>()).expect("no memory for boot services");
     let system = rt_page as *mut efi::SystemTable;
     let rts = (rt_page + core::mem::size_of::<efi::SystemTable>()).next_multiple_of(8) as *mut efi::RuntimeServices;
     let bs = bs_mem as *mut efi::BootServices;
@@ -520,6 +522,7 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) {
         PARTS.lock().len(),
         system as usize
     );
+    Ok(())
 }
 
 /// The UEFI handle of a partition (by disk index and first LBA).
