@@ -7,9 +7,7 @@ use crate::disk::{self, Disk, Fs, Kind, Part, Scenario, Src, Table};
 use crate::firmware;
 use crate::guest::guest_dir;
 use crate::qemu::{self, Boot, Machine, Serial};
-use crate::util::{
-    cargo, copy, describe, mkdirs, output, root, run, tail, target_dir, tool, Result,
-};
+use crate::util::{cargo, describe, mkdirs, output, root, run, tail, target_dir, Result};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,7 +15,6 @@ use std::time::{Duration, Instant};
 
 pub const TARGET: &str = "x86_64-unknown-uefi";
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 const SUMMARY: &str = "CONFORMANCE: ";
 
 /// Which firmware runs the app.
@@ -84,40 +81,6 @@ pub fn scenario(app: &Path) -> Scenario {
         expect: "CONFORMANCE",
         microvm: false,
     }
-}
-
-/// The OVMF command line: code read-only, a private copy of the variable store.
-fn ovmf_command(disk: &Path, vars: &Path, log: &Path) -> Command {
-    let mut c = tool("qemu-system-x86_64");
-    c.args([
-        "-machine",
-        "q35,accel=tcg",
-        "-cpu",
-        "max",
-        "-m",
-        "1G",
-        "-smp",
-        "1",
-    ]);
-    c.args(["-nographic", "-no-reboot", "-nic", "none"]);
-    c.arg("-drive").arg(format!(
-        "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
-    ));
-    c.arg("-drive").arg(format!(
-        "if=pflash,format=raw,unit=1,file={}",
-        vars.display()
-    ));
-    // snapshot=on: the file checks write to the ESP; keep the cached image pristine.
-    c.arg("-drive").arg(format!(
-        "file={},format=raw,if=none,id=d0,snapshot=on",
-        disk.display()
-    ));
-    c.args(["-device", "virtio-blk-pci,drive=d0,disable-legacy=on"]);
-    // OVMF only has EFI_RNG_PROTOCOL with an entropy device to drive.
-    c.args(["-device", "virtio-rng-pci"]);
-    c.arg("-serial").arg(format!("file:{}", log.display()));
-    c.args(["-monitor", "none"]);
-    c
 }
 
 /// The summary counts, if the log has the summary line.
@@ -259,11 +222,17 @@ pub fn boot(fw: Fw, disk: &Path, timeout: Duration) -> Result<Outcome> {
     let log = logs.join(format!("{}.log", fw.case_name().replace('/', "-")));
     let cmd = match fw {
         Fw::Ovmf => {
-            // A fresh copy of the variable store per run: OVMF writes boot
-            // options into it, and the Debian file is read-only.
-            let vars = logs.join("conformance-ovmf-vars.fd");
-            copy(Path::new(OVMF_VARS), &vars)?;
-            ovmf_command(disk, &vars, &log)
+            // The shared OVMF machine (variables on a throw-away overlay).
+            let mut c = qemu::command(
+                Machine::Q35Ovmf,
+                &Boot::Disks {
+                    disks: vec![disk.to_path_buf()],
+                },
+                Serial::File(&log),
+            );
+            // OVMF only has EFI_RNG_PROTOCOL with an entropy device to drive.
+            c.args(["-device", "virtio-rng-pci"]);
+            c
         }
         Fw::Ember => {
             let firmware = firmware::build()?;
