@@ -57,7 +57,10 @@ fn scenario(name: &'static str, options: &str, app: &Path) -> Scenario {
 
 /// Run the attack cases on q35; returns (passed, failed).
 pub fn test(filter: Option<&str>, fw: &Path) -> Result<(usize, usize)> {
-    let cases: Vec<_> = CASES.iter().filter(|(n, _, _)| filter.is_none_or(|f| format!("{n}/q35").contains(f))).collect();
+    let cases: Vec<_> = CASES
+        .iter()
+        .filter(|(n, _, _)| filter.is_none_or(|f| format!("{n}/q35").contains(f)))
+        .collect();
     if cases.is_empty() {
         return Ok((0, 0));
     }
@@ -68,12 +71,27 @@ pub fn test(filter: Option<&str>, fw: &Path) -> Result<(usize, usize)> {
     for (name, options, want) in cases {
         let disks = disk::build(&scenario(name, options, &app))?;
         let log = logs.join(format!("{name}-q35.log"));
-        let out = qemu::run(Machine::Q35, &Boot::Ember { firmware: fw.to_path_buf(), disks }, &log, Duration::from_secs(120));
-        let stopped = out.problem.as_deref().is_some_and(|p| p.starts_with("Ember stopped"));
+        let out = qemu::run(
+            Machine::Q35,
+            &Boot::Ember {
+                firmware: fw.to_path_buf(),
+                disks,
+            },
+            &log,
+            Duration::from_secs(120),
+        );
+        let stopped = out
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.starts_with("Ember stopped"));
         let missing: Vec<&&str> = want.iter().filter(|w| !out.log.contains(**w)).collect();
         let survived = out.log.contains("ATTACK-SURVIVED");
         if stopped && missing.is_empty() && !survived {
-            println!("PASS {:<24} wall {:6.1}s  fault reported, culprit named", format!("{name}/q35"), out.wall.as_secs_f64());
+            println!(
+                "PASS {:<24} wall {:6.1}s  fault reported, culprit named",
+                format!("{name}/q35"),
+                out.wall.as_secs_f64()
+            );
             pass += 1;
         } else {
             println!("FAIL {name}/q35: stopped={stopped} survived={survived} missing={missing:?}");

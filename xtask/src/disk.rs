@@ -314,15 +314,36 @@ fn fallback_files(a: &Artifacts) -> Vec<(String, Src)> {
     f.extend([
         (
             "/loader/entries/a-missing.conf".into(),
-            entry("Missing kernel", None, Some("a"), "/nonexistent/vmlinuz", "/initrd.img", "wrong-a"),
+            entry(
+                "Missing kernel",
+                None,
+                Some("a"),
+                "/nonexistent/vmlinuz",
+                "/initrd.img",
+                "wrong-a",
+            ),
         ),
         (
             "/loader/entries/b-not-a-kernel.conf".into(),
-            entry("Not a kernel", None, Some("b"), "/initrd.img", "/initrd.img", "wrong-b"),
+            entry(
+                "Not a kernel",
+                None,
+                Some("b"),
+                "/initrd.img",
+                "/initrd.img",
+                "wrong-b",
+            ),
         ),
         (
             "/loader/entries/c-good.conf".into(),
-            entry("Good", None, Some("c"), "/vmlinuz", "/initrd.img", "fallback"),
+            entry(
+                "Good",
+                None,
+                Some("c"),
+                "/vmlinuz",
+                "/initrd.img",
+                "fallback",
+            ),
         ),
     ]);
     f

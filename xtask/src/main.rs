@@ -128,8 +128,9 @@ fn dispatch(args: &[String]) -> Result<bool> {
                 match k {
                     "machine" => {
                         let m = a.value(k, v)?;
-                        machine = Machine::parse(&m)
-                            .ok_or_else(|| format!("unknown machine `{m}` (q35, microvm, q35-ovmf)"))?;
+                        machine = Machine::parse(&m).ok_or_else(|| {
+                            format!("unknown machine `{m}` (q35, microvm, q35-ovmf)")
+                        })?;
                     }
                     "scenario" => scenario = a.value(k, v)?,
                     "direct" => direct = true,
@@ -147,7 +148,9 @@ fn dispatch(args: &[String]) -> Result<bool> {
                 match k {
                     "runs" => {
                         let n = a.value(k, v)?;
-                        opts.runs = n.parse().map_err(|_| format!("--runs: not a number: {n}"))?;
+                        opts.runs = n
+                            .parse()
+                            .map_err(|_| format!("--runs: not a number: {n}"))?;
                     }
                     "json" => opts.json = Some(a.value(k, v)?.into()),
                     _ => return Err(format!("unknown bench option --{k}\n{USAGE}")),

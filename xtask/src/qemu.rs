@@ -101,7 +101,12 @@ pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
             "-global",
             "virtio-mmio.force-legacy=off",
         ]),
-        Machine::Q35Qboot => c.args(["-machine", "q35,accel=tcg", "-bios", "/usr/share/qemu/qboot.rom"]),
+        Machine::Q35Qboot => c.args([
+            "-machine",
+            "q35,accel=tcg",
+            "-bios",
+            "/usr/share/qemu/qboot.rom",
+        ]),
         Machine::MicrovmLegacy => c.args([
             "-machine",
             "microvm,accel=tcg,x-option-roms=off,isa-serial=on",
@@ -217,7 +222,12 @@ pub fn parse_marker(log: &str) -> Option<Marker> {
         let mut it = rest.split_whitespace();
         let variant = it.next()?.to_string();
         let tsc = it.next()?.strip_prefix("tsc=")?.parse().ok()?;
-        let mut m = Marker { variant, tsc, efi: None, efi_warnings: None };
+        let mut m = Marker {
+            variant,
+            tsc,
+            efi: None,
+            efi_warnings: None,
+        };
         for w in it {
             if let Some(v) = w.strip_prefix("efi=") {
                 m.efi = Some(v == "1");
@@ -235,7 +245,13 @@ pub fn run(machine: Machine, boot: &Boot, log: &Path, timeout: Duration) -> Outc
 }
 
 /// [`run`] with extra QEMU arguments (e.g. `-append` for Ember's own options).
-pub fn run_with(machine: Machine, boot: &Boot, extra: &[&str], log: &Path, timeout: Duration) -> Outcome {
+pub fn run_with(
+    machine: Machine,
+    boot: &Boot,
+    extra: &[&str],
+    log: &Path,
+    timeout: Duration,
+) -> Outcome {
     let _ = std::fs::remove_file(log);
     let mut cmd = command(machine, boot, Serial::File(log));
     cmd.args(extra);
@@ -278,7 +294,10 @@ pub fn run_with(machine: Machine, boot: &Boot, extra: &[&str], log: &Path, timeo
             break;
         }
         // Ember halts after a fault report or panic: no marker will come.
-        if let Some(i) = text.find("!!! Ember").filter(|_| text.contains("!!! Ember stopped.") || text.contains("!!! Ember panic")) {
+        if let Some(i) = text
+            .find("!!! Ember")
+            .filter(|_| text.contains("!!! Ember stopped.") || text.contains("!!! Ember panic"))
+        {
             std::thread::sleep(Duration::from_millis(200)); // let the report finish
             wall = start.elapsed();
             let line = text[i..].lines().next().unwrap_or("").to_string();

@@ -97,8 +97,7 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
         return run_direct(opts, tally);
     }
     // The UEFI conformance app under OVMF (and Ember, opt-in): efiapp.rs.
-    let (efi_pass, efi_fail) =
-        crate::efiapp::test(opts.filter.as_deref(), true, boot_timeout())?;
+    let (efi_pass, efi_fail) = crate::efiapp::test(opts.filter.as_deref(), true, boot_timeout())?;
     tally.passed += efi_pass;
     tally.failed += efi_fail;
     let fw = firmware::build()?;
@@ -131,7 +130,12 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
                 Machine::MicrovmNative,
             ]
         } else if matches!(s.name, "fat16" | "fat12" | "ordering" | "fallback") {
-            &[Machine::Q35, Machine::Microvm, Machine::Q35Native, Machine::MicrovmNative]
+            &[
+                Machine::Q35,
+                Machine::Microvm,
+                Machine::Q35Native,
+                Machine::MicrovmNative,
+            ]
         } else if let Some(ms) = disk::corrupt::machines(s.name) {
             ms
         } else if s.microvm {
@@ -246,28 +250,56 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
 /// Print the case's line (and on failure its evidence); returns pass/fail.
 fn report(case: &Case, out: &Outcome) -> bool {
     let expect_log = disk::corrupt::expect_log(&case.scenario, case.machine);
-    print_verdict(&case.name(), case.scenario.expect, Some(case.machine.expects_efi()), &expect_log, out)
+    print_verdict(
+        &case.name(),
+        case.scenario.expect,
+        Some(case.machine.expects_efi()),
+        &expect_log,
+        out,
+    )
 }
 
 /// `efi`: whether the guest must (Some(true)) or must not (Some(false)) have
 /// come up with UEFI; with UEFI, the guest's EFI messages must be clean.
 /// `expect_log`: fragments the serial log must contain (what Ember said about
 /// a damaged disk), checked once the right variant booted.
-fn print_verdict(name: &str, expect: &str, efi: Option<bool>, expect_log: &[String], out: &Outcome) -> bool {
+fn print_verdict(
+    name: &str,
+    expect: &str,
+    efi: Option<bool>,
+    expect_log: &[String],
+    out: &Outcome,
+) -> bool {
     let wall = out.wall.as_secs_f64();
-    let missing: Vec<&String> = expect_log.iter().filter(|f| !out.log.contains(f.as_str())).collect();
+    let missing: Vec<&String> = expect_log
+        .iter()
+        .filter(|f| !out.log.contains(f.as_str()))
+        .collect();
     let verdict = match (&out.marker, &out.problem) {
-        (Some(m), _) if m.variant == expect && efi.is_some_and(|e| m.efi != Some(e)) => Err(format!(
-            "guest /sys/firmware/efi: {:?}, expected {}",
-            m.efi,
-            if efi == Some(true) { "present (UEFI boot)" } else { "absent (native boot)" }
-        )),
+        (Some(m), _) if m.variant == expect && efi.is_some_and(|e| m.efi != Some(e)) => {
+            Err(format!(
+                "guest /sys/firmware/efi: {:?}, expected {}",
+                m.efi,
+                if efi == Some(true) {
+                    "present (UEFI boot)"
+                } else {
+                    "absent (native boot)"
+                }
+            ))
+        }
         (Some(m), _) if m.variant == expect && efi == Some(true) && m.efi_warnings != Some(0) => {
-            Err(format!("the guest kernel logged {:?} EFI warnings/errors", m.efi_warnings))
+            Err(format!(
+                "the guest kernel logged {:?} EFI warnings/errors",
+                m.efi_warnings
+            ))
         }
         (Some(m), _) if m.variant == expect && !missing.is_empty() => Err(format!(
             "booted `{expect}` but the log lacks {}",
-            missing.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", ")
+            missing
+                .iter()
+                .map(|f| format!("{f:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
         (Some(m), _) if m.variant == expect => Ok(m),
         (Some(m), _) => Err(format!(

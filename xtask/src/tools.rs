@@ -32,10 +32,7 @@ fn present(t: &str) -> bool {
 /// the missing Debian packages when running as root (CI); otherwise explains
 /// what to install.
 pub fn ensure_host_tools() -> Result {
-    let missing: Vec<_> = TOOLS
-        .iter()
-        .filter(|(t, _)| !present(t))
-        .collect();
+    let missing: Vec<_> = TOOLS.iter().filter(|(t, _)| !present(t)).collect();
     if missing.is_empty() {
         return Ok(());
     }
