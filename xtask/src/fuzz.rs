@@ -22,6 +22,9 @@ pub const TARGETS: &[&str] = &[
     "gpt_mbr",
     "pe",
     "devpath",
+    "smbios",
+    "fwcfg",
+    "varstore",
     "fat",
 ];
 
@@ -442,6 +445,16 @@ pub fn seeds() -> Result<usize> {
         n += 1;
         write(&d.join(format!("seed-{name}")), data)
     };
+    // Hand-made seeds checked in beside the targets (fuzz/seeds/<target>/).
+    for &target in TARGETS {
+        let Ok(rd) = std::fs::read_dir(fuzz_dir().join("seeds").join(target)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let data = std::fs::read(e.path()).map_err(|err| format!("read {}: {err}", e.path().display()))?;
+            put(target, &e.file_name().to_string_lossy(), &data)?;
+        }
+    }
     let kernel_head_path =
         root().join("crates/linux/tests/data/vmlinuz-6.1.0-56-cloud-amd64.head16k");
     let kernel_head = std::fs::read(&kernel_head_path)
