@@ -144,7 +144,25 @@ const CONFIGS: &[Config] = &[
                 base: "microvm",
                 note: "qboot loads Ember (PVH), virtio-mmio disk",
             },
+            On {
+                machine: Machine::Q35Bios,
+                base: "q35",
+                note: "Ember is the firmware (-bios): reset vector, QEMU's ACPI/SMBIOS, disk, Linux",
+            },
         ],
+        vs_ovmf: Some("ovmf-direct"),
+        max_runs: None,
+    },
+    // Ember as the firmware doing what qboot does in `limit`: QEMU's
+    // -kernel/-initrd from fw_cfg (DMA), plus ACPI and SMBIOS set-up.
+    Config {
+        name: "ember-bios-kernel",
+        kind: Kind::Direct,
+        on: &[On {
+            machine: Machine::Q35Bios,
+            base: "q35",
+            note: "Ember (-bios) loads -kernel/-initrd from fw_cfg (DMA), Linux boot protocol",
+        }],
         vs_ovmf: Some("ovmf-direct"),
         max_runs: None,
     },
@@ -200,11 +218,18 @@ const CONFIGS: &[Config] = &[
     },
 ];
 
-const EMBER_UEFI_ON: &[On] = &[On {
-    machine: Machine::Q35Qboot,
-    base: "q35",
-    note: "qboot loads Ember (PVH); Ember's UEFI layer runs the chain from the disk",
-}];
+const EMBER_UEFI_ON: &[On] = &[
+    On {
+        machine: Machine::Q35Qboot,
+        base: "q35",
+        note: "qboot loads Ember (PVH); Ember's UEFI layer runs the chain from the disk",
+    },
+    On {
+        machine: Machine::Q35Bios,
+        base: "q35",
+        note: "Ember is the firmware (-bios); its UEFI layer runs the chain from the disk",
+    },
+];
 
 const OVMF_CHAIN_ON: &[On] = &[On {
     machine: Machine::Q35Ovmf,
@@ -354,7 +379,15 @@ pub fn bench(opts: &Opts) -> Result<bool> {
                 case.config.name,
                 case.on.machine.name()
             ));
+            // As the firmware, Ember takes its options from fw_cfg.
+            let fw_opt = match case.config.kind {
+                Kind::Ember { options, .. } => format!("name=opt/ember/cmdline,string={options}"),
+                _ => String::new(),
+            };
             let extra: &[&str] = match case.config.kind {
+                Kind::Ember { options, .. } if !options.is_empty() && case.on.machine.is_bios() => {
+                    &["-fw_cfg", &fw_opt]
+                }
                 Kind::Ember { options, .. } if !options.is_empty() => &["-append", options],
                 // qemu.rs leaves -icount out for firmware disk boots (the
                 // boot tests only look for the marker); the bench needs it.

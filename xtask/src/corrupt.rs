@@ -206,6 +206,8 @@ pub fn machines(name: &str) -> Option<&'static [Machine]> {
 pub fn qemu_extra(name: &str) -> &'static [&'static str] {
     match name {
         "initrd-too-big" => &["-m", SMALL_RAM],
+        // bootindex on the second disk: QEMU lists it in fw_cfg `bootorder`.
+        "bootorder" => &["-set", "device.vd1.bootindex=1"],
         _ => &[],
     }
 }

@@ -86,6 +86,7 @@ pub const NAMES: &[&str] = &[
     "ordering-nokey",
     "mbr",
     "second-disk",
+    "bootorder",
     "fallback",
     // corrupt.rs: disk 0 damaged, a later disk or entry good.
     "gpt-primary-bad",
@@ -293,6 +294,24 @@ pub fn scenario(name: &str, a: &Artifacts) -> Option<Scenario> {
             ],
             "second-disk",
             true,
+        ),
+        // Two bootable disks; QEMU's bootindex (fw_cfg `bootorder`, see
+        // corrupt::qemu_extra) names the second, so Ember must boot it
+        // although it was discovered last.
+        "bootorder" => s(
+            "bootorder",
+            vec![
+                Disk {
+                    table: Table::Gpt,
+                    parts: vec![fat32(simple_files(a, "bootorder-unlisted"))],
+                },
+                Disk {
+                    table: Table::Gpt,
+                    parts: vec![fat32(simple_files(a, "bootorder"))],
+                },
+            ],
+            "bootorder",
+            false,
         ),
         // The default entry names a missing kernel and the next one a file
         // that is not a bzImage: Ember must say so and boot the third.

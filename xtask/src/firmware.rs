@@ -1,6 +1,6 @@
 //! `cargo xtask build`: the Ember PVH ELF for x86_64-unknown-none.
 
-use crate::util::{cargo, cargo_target_dir, copy, mkdirs, output, run, target_dir, Result};
+use crate::util::{cargo, cargo_target_dir, copy, mkdirs, output, run, target_dir, write, Result};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -9,6 +9,16 @@ pub const TARGET: &str = "x86_64-unknown-none";
 /// Where `cargo xtask build` leaves the firmware for QEMU's `-kernel`.
 pub fn dist_elf() -> PathBuf {
     target_dir().join("dist").join("ember-x86_64.elf")
+}
+
+/// The flash image (reset vector at its end), for `-bios` or pflash unit 0.
+pub fn dist_bin() -> PathBuf {
+    target_dir().join("dist").join("ember-x86_64.bin")
+}
+
+/// The blank variable store for pflash unit 1.
+pub fn dist_vars() -> PathBuf {
+    target_dir().join("dist").join("ember-x86_64-vars.fd")
 }
 
 /// rustup here does not install rust-toolchain.toml's targets by itself.
@@ -43,5 +53,16 @@ pub fn build() -> Result<PathBuf> {
         dist.display(),
         size as f64 / 1024.0
     );
+    let elf = std::fs::read(&built).map_err(|e| format!("read {}: {e}", built.display()))?;
+    let img = crate::image::load_image(&elf)?;
+    let dir = dist.parent().expect("dist has a parent");
+    for (name, bytes) in [
+        ("ember-x86_64.bin", img.flash_image()?),
+        ("ember-x86_64.bzimage", img.bzimage()?),
+        ("ember-x86_64-vars.fd", crate::image::vars_template()),
+    ] {
+        write(&dir.join(name), &bytes)?;
+        println!("{}: {} bytes ({:.1} KiB)", dir.join(name).display(), bytes.len(), bytes.len() as f64 / 1024.0);
+    }
     Ok(dist)
 }

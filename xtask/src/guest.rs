@@ -183,7 +183,27 @@ echo "ember-init: cmdline: $(cat /proc/cmdline)" > /dev/console
 E=0; [ -d /sys/firmware/efi ] && E=1
 W=$(dmesg | grep -iw efi | grep -ciE 'warn|error|fail|bug')
 dmesg | grep -iw efi | grep -iE 'warn|error|fail|bug' > /dev/console
-echo "EMBER-MARKER: $V tsc=$T efi=$E efiwarn=$W" > /dev/console
+# Firmware tables, checked here in the guest: the harness gives QEMU an
+# ACPI table (EMBR, via -acpitable) holding a token and puts the same token
+# in SMBIOS's system serial (-smbios type=1). Only if both reached Linux
+# intact, with QEMU's FACP/DSDT/APIC (and MCFG on q35), is this "ok".
+TB=none
+if [ -r /sys/firmware/acpi/tables/EMBR ]; then
+  TOK=$(tail -c +37 /sys/firmware/acpi/tables/EMBR)
+  SER=$(cat /sys/class/dmi/id/product_serial 2>/dev/null)
+  MISS=""
+  for t in FACP DSDT APIC; do [ -r /sys/firmware/acpi/tables/$t ] || MISS="$MISS,$t"; done
+  case "$(cat /sys/class/dmi/id/product_name 2>/dev/null)" in
+    *Q35*) [ -r /sys/firmware/acpi/tables/MCFG ] || MISS="$MISS,MCFG" ;;
+  esac
+  [ -r /sys/firmware/dmi/tables/DMI ] || MISS="$MISS,DMI"
+  [ -n "$TOK" ] && [ "$TOK" = "$SER" ] || MISS="$MISS,serial"
+  if [ -z "$MISS" ]; then TB=ok; else TB="missing$MISS"; fi
+fi
+# Who the SMBIOS tables say the firmware is ("none": no SMBIOS at all).
+BV=$(cat /sys/class/dmi/id/bios_vendor 2>/dev/null | tr -c 'A-Za-z0-9.\n' '_')
+[ -n "$BV" ] || BV=none
+echo "EMBER-MARKER: $V tsc=$T efi=$E efiwarn=$W tables=$TB dmi=$BV" > /dev/console
 poweroff -f
 "#;
 

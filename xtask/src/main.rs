@@ -9,6 +9,7 @@ mod efichains;
 mod firmware;
 mod fuzz;
 mod guest;
+mod image;
 mod qemu;
 mod size;
 mod test;

@@ -1,6 +1,7 @@
 //! QEMU command lines for the two machine types, and a runner that watches
 //! the serial log for the guest's marker.
 
+use crate::firmware::{dist_bin, dist_vars};
 use crate::guest::MARKER;
 use crate::util::{describe, tool};
 use std::os::unix::process::CommandExt;
@@ -23,6 +24,18 @@ pub enum Machine {
     Q35Native,
     /// microvm with `ember.boot=native`.
     MicrovmNative,
+    /// q35 with Ember's flash image as `-bios`: Ember is the firmware.
+    Q35Bios,
+    /// pc (i440FX + PIIX) with Ember as `-bios`.
+    PcBios,
+    /// q35 with Ember's flash image as pflash unit 0 and a blank variable
+    /// store as unit 1, the way OVMF's code + vars pair is given.
+    Q35Pflash,
+    /// microvm with Ember as `-bios` (virtio-mmio from the DSDT).
+    MicrovmBios,
+    /// microvm with PCIe (`pcie=on`: ECAM through MCFG), Ember by PVH:
+    /// Cloud Hypervisor's layout (PCI segment from MCFG, no BIOS set-up).
+    MicrovmPcie,
 }
 
 impl Machine {
@@ -30,6 +43,37 @@ impl Machine {
     /// /sys/firmware/efi). Native variants use the plain Linux boot protocol.
     pub fn expects_efi(self) -> bool {
         !matches!(self, Machine::Q35Native | Machine::MicrovmNative)
+    }
+
+    /// Whether QEMU gets the ACPI/SMBIOS token the guest cross-checks
+    /// (machines whose firmware hands QEMU's tables to the OS).
+    pub fn checks_tables(self) -> bool {
+        matches!(
+            self,
+            Machine::Q35 | Machine::Q35Bios | Machine::PcBios | Machine::Q35Pflash | Machine::Q35Native
+        )
+    }
+
+    /// Whether the guest must see SMBIOS even though QEMU gives none
+    /// (microvm): Ember's own minimal tables, published through UEFI.
+    pub fn wants_dmi(self) -> bool {
+        matches!(
+            self,
+            Machine::Microvm | Machine::MicrovmLegacy | Machine::MicrovmBios | Machine::MicrovmPcie
+        )
+    }
+
+    /// Ember is the machine's firmware (started from the reset vector).
+    pub fn is_bios(self) -> bool {
+        matches!(self, Machine::Q35Bios | Machine::PcBios | Machine::Q35Pflash | Machine::MicrovmBios)
+    }
+
+    /// virtio-blk as PCI (else virtio-mmio).
+    fn pci_disks(self) -> bool {
+        !matches!(
+            self,
+            Machine::Microvm | Machine::MicrovmLegacy | Machine::MicrovmNative | Machine::MicrovmBios
+        )
     }
     pub fn name(self) -> &'static str {
         match self {
@@ -40,6 +84,11 @@ impl Machine {
             Machine::Q35Ovmf => "q35-ovmf",
             Machine::Q35Native => "q35-native",
             Machine::MicrovmNative => "microvm-native",
+            Machine::Q35Bios => "q35-bios",
+            Machine::PcBios => "pc-bios",
+            Machine::Q35Pflash => "q35-pflash",
+            Machine::MicrovmBios => "microvm-bios",
+            Machine::MicrovmPcie => "microvm-pcie",
         }
     }
     pub fn parse(s: &str) -> Option<Machine> {
@@ -51,6 +100,11 @@ impl Machine {
             "q35-native" => Some(Machine::Q35Native),
             "microvm-native" => Some(Machine::MicrovmNative),
             "q35-ovmf" => Some(Machine::Q35Ovmf),
+            "q35-bios" => Some(Machine::Q35Bios),
+            "pc-bios" => Some(Machine::PcBios),
+            "q35-pflash" => Some(Machine::Q35Pflash),
+            "microvm-bios" => Some(Machine::MicrovmBios),
+            "microvm-pcie" => Some(Machine::MicrovmPcie),
             _ => None,
         }
     }
@@ -123,7 +177,32 @@ pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
             "-drive",
             "if=pflash,format=raw,unit=1,snapshot=on,file=/usr/share/OVMF/OVMF_VARS_4M.fd",
         ]),
+        Machine::Q35Bios => c.args(["-machine", "q35,accel=tcg"]).arg("-bios").arg(dist_bin()),
+        Machine::PcBios => c.args(["-machine", "pc,accel=tcg"]).arg("-bios").arg(dist_bin()),
+        Machine::Q35Pflash => c
+            .args(["-machine", "q35,accel=tcg", "-drive"])
+            .arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", dist_bin().display()))
+            .arg("-drive")
+            .arg(format!("if=pflash,format=raw,unit=1,snapshot=on,file={}", dist_vars().display())),
+        Machine::MicrovmBios => c
+            .args([
+                "-machine",
+                "microvm,accel=tcg,x-option-roms=off,isa-serial=on",
+                "-global",
+                "virtio-mmio.force-legacy=off",
+            ])
+            .arg("-bios")
+            .arg(dist_bin()),
+        Machine::MicrovmPcie => c.args([
+            "-machine",
+            "microvm,accel=tcg,x-option-roms=off,isa-serial=on,pcie=on",
+        ]),
     };
+    if machine.checks_tables() {
+        let (serial, table) = table_token();
+        c.arg("-smbios").arg(format!("type=1,serial={serial}"));
+        c.arg("-acpitable").arg(format!("sig=EMBR,data={}", table.display()));
+    }
     c.args([
         "-cpu",
         "max",
@@ -156,7 +235,9 @@ pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
     match boot {
         Boot::Ember { disks, .. } | Boot::Disks { disks } => {
             if let Boot::Ember { firmware, .. } = boot {
-                c.arg("-kernel").arg(firmware);
+                if !machine.is_bios() {
+                    c.arg("-kernel").arg(firmware);
+                }
             }
             // snapshot=on: guest writes (e.g. boot counting renames) go to a
             // throw-away overlay, so cached images stay pristine and parallel
@@ -166,13 +247,10 @@ pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
                     "file={},format=raw,if=none,id=d{i},snapshot=on",
                     d.display()
                 ));
-                c.arg("-device").arg(match machine {
-                    Machine::Q35 | Machine::Q35Qboot | Machine::Q35Ovmf | Machine::Q35Native => {
-                        format!("virtio-blk-pci,drive=d{i},disable-legacy=on")
-                    }
-                    Machine::Microvm | Machine::MicrovmLegacy | Machine::MicrovmNative => {
-                        format!("virtio-blk-device,drive=d{i}")
-                    }
+                c.arg("-device").arg(if machine.pci_disks() {
+                    format!("virtio-blk-pci,drive=d{i},id=vd{i},disable-legacy=on")
+                } else {
+                    format!("virtio-blk-device,drive=d{i},id=vd{i}")
                 });
             }
         }
@@ -192,6 +270,24 @@ pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
     c
 }
 
+/// The token the guest cross-checks between an ACPI table and SMBIOS: one
+/// per xtask run, so nothing in Ember or the images can know it.
+fn table_token() -> (String, PathBuf) {
+    static TOKEN: std::sync::OnceLock<(String, PathBuf)> = std::sync::OnceLock::new();
+    TOKEN
+        .get_or_init(|| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let token = format!("ember-{:08x}{:08x}", std::process::id(), nanos);
+            let path = crate::guest::guest_dir().join(format!("embr-{}.bin", std::process::id()));
+            let _ = std::fs::create_dir_all(crate::guest::guest_dir());
+            let _ = std::fs::write(&path, &token);
+            (token, path)
+        })
+        .clone()
+}
+
 #[derive(Clone, Debug)]
 pub struct Marker {
     pub variant: String,
@@ -201,6 +297,10 @@ pub struct Marker {
     pub efi: Option<bool>,
     /// How many of the guest's EFI kernel messages mention a warning/error.
     pub efi_warnings: Option<u32>,
+    /// The guest's own ACPI/SMBIOS cross-check: "ok", "none" or "missing,...".
+    pub tables: Option<String>,
+    /// The SMBIOS BIOS vendor the guest sees ("none" without SMBIOS).
+    pub dmi: Option<String>,
 }
 
 #[derive(Debug)]
@@ -227,12 +327,18 @@ pub fn parse_marker(log: &str) -> Option<Marker> {
             tsc,
             efi: None,
             efi_warnings: None,
+            tables: None,
+            dmi: None,
         };
         for w in it {
             if let Some(v) = w.strip_prefix("efi=") {
                 m.efi = Some(v == "1");
             } else if let Some(v) = w.strip_prefix("efiwarn=") {
                 m.efi_warnings = v.parse().ok();
+            } else if let Some(v) = w.strip_prefix("tables=") {
+                m.tables = Some(v.to_string());
+            } else if let Some(v) = w.strip_prefix("dmi=") {
+                m.dmi = Some(v.to_string());
             }
         }
         Some(m)

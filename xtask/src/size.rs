@@ -80,6 +80,8 @@ fn dist_images(dir: &Path) -> Result<Vec<(String, u64)>> {
     })?;
     let mut v: Vec<(String, u64)> = rd
         .filter_map(|e| e.ok())
+        // The variable-store template (.fd) is erased flash, not code.
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".fd"))
         .filter_map(|e| {
             let m = e.metadata().ok()?;
             m.is_file()

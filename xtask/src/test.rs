@@ -29,6 +29,9 @@ pub fn boot_timeout() -> Duration {
     Duration::from_secs(secs)
 }
 
+/// The -kernel case's scenario name and variant.
+const KERNEL_CASE: &str = "qemu-kernel";
+
 struct Case {
     scenario: Scenario,
     machine: Machine,
@@ -128,7 +131,15 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
                 Machine::MicrovmLegacy,
                 Machine::Q35Native,
                 Machine::MicrovmNative,
+                Machine::Q35Bios,
+                Machine::PcBios,
+                Machine::Q35Pflash,
+                Machine::MicrovmBios,
+                Machine::MicrovmPcie,
             ]
+        } else if s.name == "bootorder" {
+            // fw_cfg's bootorder exists for Ember only as the firmware.
+            &[Machine::Q35Bios, Machine::PcBios]
         } else if matches!(s.name, "fat16" | "fat12" | "ordering" | "fallback") {
             &[
                 Machine::Q35,
@@ -158,7 +169,14 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
     // Real Debian EFI chains (efichains.rs): OVMF proves each image is
     // right; Ember must boot the same images on q35 (virtio-pci) and microvm
     // (virtio-mmio, where OVMF does not run).
-    let chain_machines: &[Machine] = &[Machine::Q35Ovmf, Machine::Q35, Machine::Microvm];
+    let chain_machines: &[Machine] = &[
+        Machine::Q35Ovmf,
+        Machine::Q35,
+        Machine::Microvm,
+        Machine::Q35Bios,
+        Machine::PcBios,
+        Machine::Q35Pflash,
+    ];
     let chains: Vec<(&str, Machine)> = efichains::NAMES
         .iter()
         .flat_map(|&n| chain_machines.iter().map(move |&m| (n, m)))
@@ -176,6 +194,20 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
             cases.push((s, m));
         }
     }
+    // QEMU's -kernel/-initrd/-append with Ember as the firmware: Ember loads
+    // them from fw_cfg (DMA) and boots through the Linux boot protocol.
+    for m in [Machine::Q35Bios, Machine::PcBios, Machine::MicrovmBios] {
+        let name = format!("{KERNEL_CASE}/{}", m.name());
+        if opts.filter.as_ref().is_none_or(|f| name.contains(f.as_str())) {
+            let s = Scenario {
+                name: KERNEL_CASE,
+                disks: Vec::new(),
+                expect: KERNEL_CASE,
+                microvm: true,
+            };
+            cases.push((s, m));
+        }
+    }
     if cases.is_empty() {
         if efi_pass + efi_fail + a_pass + a_fail > 0 {
             return Ok(()); // the filter selected only conformance/attack cases
@@ -187,6 +219,7 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
     for (s, m) in cases {
         let disks = match built.iter().find(|c| c.scenario.name == s.name) {
             Some(c) => c.disks.clone(),
+            None if s.name == KERNEL_CASE => Vec::new(),
             None => disk::build(&s)?,
         };
         built.push(Case {
@@ -219,7 +252,13 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
                     case.scenario.name,
                     case.machine.name()
                 ));
-                let boot = if case.machine == Machine::Q35Ovmf {
+                let boot = if case.scenario.name == KERNEL_CASE {
+                    Boot::Direct {
+                        kernel: art.kernel.clone(),
+                        initrd: art.initrd.clone(),
+                        append: format!("{} ember.variant={KERNEL_CASE}", disk::BASE_OPTIONS),
+                    }
+                } else if case.machine == Machine::Q35Ovmf {
                     Boot::Disks {
                         disks: case.disks.clone(),
                     }
@@ -253,10 +292,39 @@ fn report(case: &Case, out: &Outcome) -> bool {
     print_verdict(
         &case.name(),
         case.scenario.expect,
-        Some(case.machine.expects_efi()),
+        // -kernel boots through the Linux boot protocol.
+        Some(case.machine.expects_efi() && case.scenario.name != KERNEL_CASE),
         &expect_log,
+        Tables::of(case.machine).native_boot(case.scenario.name == KERNEL_CASE),
         out,
     )
+}
+
+/// What the guest must report about its firmware tables.
+#[derive(Clone, Copy)]
+struct Tables {
+    /// QEMU's ACPI tables and SMBIOS, cross-checked by the guest ("tables=ok").
+    qemu: bool,
+    /// Some SMBIOS, whoever built it ("dmi=" not "none").
+    any_dmi: bool,
+}
+
+impl Tables {
+    /// A native Linux boot on microvm finds SMBIOS only by scanning the F
+    /// segment, which is ROM there: Ember's tables reach UEFI boots only.
+    fn native_boot(self, native: bool) -> Tables {
+        Tables {
+            any_dmi: self.any_dmi && !native,
+            ..self
+        }
+    }
+
+    fn of(m: Machine) -> Tables {
+        Tables {
+            qemu: m.checks_tables(),
+            any_dmi: m.wants_dmi(),
+        }
+    }
 }
 
 /// `efi`: whether the guest must (Some(true)) or must not (Some(false)) have
@@ -268,6 +336,7 @@ fn print_verdict(
     expect: &str,
     efi: Option<bool>,
     expect_log: &[String],
+    tables: Tables,
     out: &Outcome,
 ) -> bool {
     let wall = out.wall.as_secs_f64();
@@ -293,6 +362,15 @@ fn print_verdict(
                 m.efi_warnings
             ))
         }
+        (Some(m), _) if m.variant == expect && tables.qemu && m.tables.as_deref() != Some("ok") => {
+            Err(format!(
+                "the guest's ACPI/SMBIOS check says {:?} (QEMU's tables did not reach it intact)",
+                m.tables
+            ))
+        }
+        (Some(m), _) if m.variant == expect && tables.any_dmi && m.dmi.as_deref().is_none_or(|d| d == "none") => {
+            Err("the guest sees no SMBIOS (\"DMI not present\")".into())
+        }
         (Some(m), _) if m.variant == expect && !missing.is_empty() => Err(format!(
             "booted `{expect}` but the log lacks {}",
             missing
@@ -313,10 +391,12 @@ fn print_verdict(
     match verdict {
         Ok(m) => {
             println!(
-                "PASS {:<24} wall {wall:6.1}s  guest tsc {:8.1} ms  variant {}",
+                "PASS {:<24} wall {wall:6.1}s  guest tsc {:8.1} ms  variant {}  tables {}  dmi {}",
                 name,
                 m.tsc as f64 / 1e6,
-                m.variant
+                m.variant,
+                m.tables.as_deref().unwrap_or("?"),
+                m.dmi.as_deref().unwrap_or("?")
             );
             true
         }
@@ -359,7 +439,7 @@ fn run_direct(opts: &Opts, tally: &mut Tally) -> Result {
             &logs.join(format!("direct-{}.log", m.name())),
             boot_timeout(),
         );
-        let ok = print_verdict(&name, &expect, Some(false), &[], &out);
+        let ok = print_verdict(&name, &expect, Some(false), &[], Tables::of(m), &out);
         if ok {
             tally.passed += 1;
         } else {

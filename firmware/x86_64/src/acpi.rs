@@ -239,6 +239,21 @@ fn find_virtio_mmio(dsdt: &[u8]) -> alloc::vec::Vec<(u64, u64)> {
     out
 }
 
+/// A PCIe host bridge's ECAM base from the DSDT's `Name (_CBA, ...)`: QEMU's
+/// microvm with `pcie=on` describes its ECAM only there (no MCFG). The
+/// window is taken as buses 0-255 (QEMU's 256 MiB); reads past a smaller
+/// window return all-ones and end the scan.
+fn find_cba(dsdt: &[u8]) -> Option<Ecam> {
+    let pos = dsdt.windows(5).position(|w| w == b"\x08_CBA")?;
+    let v = dsdt.get(pos + 5..)?;
+    let base = match *v.first()? {
+        0x0e => u64::from_le_bytes(v.get(1..9)?.try_into().ok()?), // QWordPrefix
+        0x0c => u64::from(u32::from_le_bytes(v.get(1..5)?.try_into().ok()?)), // DWordPrefix
+        _ => return None,
+    };
+    (base != 0 && base % (1 << 20) == 0).then_some(Ecam { base, segment: 0, start_bus: 0, end_bus: 255 })
+}
+
 /// Walk the tables from the RSDP (given by the VMM, or scanned for).
 ///
 /// # Safety
@@ -309,6 +324,9 @@ pub unsafe fn discover(rsdp: u64) -> Platform {
                 if let Some((d, _)) = unsafe { table(dsdt) } {
                     p.s5_typ = find_s5(d);
                     p.virtio_mmio = find_virtio_mmio(d);
+                    if p.ecam.is_none() {
+                        p.ecam = find_cba(d);
+                    }
                 }
             }
             _ => {}

@@ -109,7 +109,7 @@ fn parse_mmio_arg(v: &str) -> Option<(u64, u64)> {
 /// Where unassigned BARs go: 32-bit ones between low RAM (or the ECAM
 /// window) and the IOAPIC, 64-bit ones in a 32 GiB window above RAM (QEMU's
 /// default 64-bit hole size), kept inside the CPU's physical address width.
-fn pci_windows() -> BarWindows {
+pub fn pci_windows() -> BarWindows {
     const GIB: u64 = 1 << 30;
     let guard = memory::MAP.lock();
     let map = guard.map();

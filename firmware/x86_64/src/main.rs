@@ -1,4 +1,5 @@
-//! Ember for x86_64: PVH entry, platform bring-up and the boot flow.
+//! Ember for x86_64: entry (PVH, reset vector, Linux 64-bit), platform
+//! bring-up and the boot flow.
 #![no_std]
 #![no_main]
 
@@ -7,34 +8,70 @@ extern crate alloc;
 mod acpi;
 mod arch;
 mod boot;
+mod chipset;
 mod devices;
 mod efi;
+mod fwcfg;
 mod linux;
 mod console;
 mod memory;
 mod pci;
 mod phys;
+mod platform;
 mod power;
 mod pvh;
 mod time;
 
+/// How Ember was entered (entry.s passes it as the second argument).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// PVH: a VMM or a BIOS loaded the ELF; the machine is set up.
+    Pvh,
+    /// The reset vector: Ember is the machine's firmware.
+    Reset,
+    /// The Linux 64-bit boot protocol, with a zero page.
+    Linux64,
+}
+
 /// First Rust code; called from `entry.s` in long mode with the boot stack.
 #[no_mangle]
-extern "C" fn rust_start(start_info: u64) -> ! {
+extern "C" fn rust_start(info_addr: u64, source: u64) -> ! {
     time::mark_start();
     console::init(log::LevelFilter::Info);
     arch::exceptions::init();
     time::calibrate();
-    log::info!("Ember {} (x86_64, PVH entry)", env!("CARGO_PKG_VERSION"));
-
-    // SAFETY: `start_info` is what the VMM passed in %ebx at the PVH entry.
-    let info = match unsafe { pvh::parse(start_info) } {
-        Ok(i) => i,
-        Err(e) => {
-            log::warn!("PVH: {e}; continuing without VMM boot information");
-            pvh::BootInfo::empty()
-        }
+    let entry = match source {
+        0 => Entry::Pvh,
+        1 => Entry::Reset,
+        _ => Entry::Linux64,
     };
+    log::info!("Ember {} (x86_64, {} entry)", env!("CARGO_PKG_VERSION"), match entry {
+        Entry::Pvh => "PVH",
+        Entry::Reset => "reset-vector",
+        Entry::Linux64 => "Linux 64-bit",
+    });
+
+    let parsed = match entry {
+        // SAFETY: `info_addr` is what the VMM passed in %ebx at the PVH entry.
+        Entry::Pvh => unsafe { pvh::parse(info_addr) },
+        // SAFETY: `info_addr` is the zero page the loader passed in %rsi.
+        Entry::Linux64 => unsafe { pvh::parse_zero_page(info_addr) },
+        Entry::Reset => Ok(pvh::BootInfo::empty()),
+    };
+    let mut info = parsed.unwrap_or_else(|e| {
+        log::warn!("boot information: {e}; continuing without it");
+        pvh::BootInfo::empty()
+    });
+    // SAFETY: on every VMM Ember supports, ports 0x510-0x51b are QEMU's
+    // fw_cfg or unclaimed.
+    let mut early_fw = unsafe { fwcfg::FwCfg::probe_early() };
+    if entry == Entry::Reset {
+        if let Some(fw) = early_fw.as_mut() {
+            platform::e820_from_fwcfg(fw, &mut info);
+        }
+        // SAFETY: nothing has touched PCI configuration space yet.
+        platform::set_chipset(unsafe { chipset::init() }, &mut info);
+    }
     if let Some(level) = pvh::cmdline_value(info.cmdline, "ember.log").and_then(|l| l.parse().ok()) {
         console::set_level(level);
     }
@@ -46,21 +83,49 @@ extern "C" fn rust_start(start_info: u64) -> ! {
     if let Some(&(s, e)) = memory::heap_range() {
         arch::protect::protect_data(s, e);
     }
-    // SAFETY: the RSDP address is the VMM's (or 0).
-    let platform = power::init(unsafe { acpi::discover(info.rsdp) });
-    // From here on a NULL dereference in Ember faults (the legacy RSDP scan
-    // above was the last reader of the BIOS data area).
-    arch::protect::unmap_page0();
-    let t = time::since_start_us();
     // The VMM's command line sits in low memory that the OS or an EFI
-    // application may reuse; keep a copy.
-    let cmdline = alloc::string::String::from(info.cmdline);
-    let mut disks = devices::discover(platform, &cmdline);
-    log::info!("devices: {} disk(s) in {} us", disks.len(), time::since_start_us() - t);
+    // application may reuse; keep a copy. Under QEMU, options for Ember as
+    // firmware come from `-fw_cfg name=opt/ember/cmdline,string=...`.
+    let mut cmdline = alloc::string::String::from(info.cmdline);
+    // SAFETY: as for the early probe.
+    let mut fw = if early_fw.is_some() { unsafe { fwcfg::FwCfg::probe() } } else { None };
+    if let Some(extra) = fw.as_mut().and_then(|f| f.read_string("opt/ember/cmdline")) {
+        if !cmdline.is_empty() {
+            cmdline.push(' ');
+        }
+        cmdline.push_str(extra.trim());
+        if let Some(level) = pvh::cmdline_value(&cmdline, "ember.log").and_then(|l| l.parse().ok()) {
+            console::set_level(level);
+        }
+    }
+    let mut rsdp = info.rsdp;
+    if entry == Entry::Reset {
+        platform::assign_pci();
+        if let Some(f) = fw.as_mut() {
+            rsdp = platform::install_acpi(f).unwrap_or(0);
+        }
+    }
+    // SAFETY: the RSDP address is the VMM's, ours, or 0.
+    let platform = power::init(unsafe { acpi::discover(rsdp) });
+    platform::install_smbios(fw.as_mut(), entry == Entry::Reset);
+    // From here on a NULL dereference in Ember faults (the legacy scans
+    // above were the last readers of low memory).
+    arch::protect::unmap_page0();
     let mode = match pvh::cmdline_value(&cmdline, "ember.boot") {
         Some("native") => boot::Mode::Native,
         _ => boot::Mode::Uefi,
     };
+    if entry == Entry::Reset {
+        if let Some(f) = fw.as_mut() {
+            platform::boot_qemu_kernel(f, platform.rsdp);
+        }
+    }
+    let t = time::since_start_us();
+    let mut disks = devices::discover(platform, &cmdline);
+    log::info!("devices: {} disk(s) in {} us", disks.len(), time::since_start_us() - t);
+    if let Some(f) = fw.as_mut() {
+        platform::apply_bootorder(f, &mut disks);
+    }
     boot::run(&mut disks, platform.rsdp, &cmdline, mode);
     log::error!("Ember: nothing bootable on {} disk(s)", disks.len());
     power::on_failure(pvh::cmdline_value(&cmdline, "ember.on_failure"))

@@ -1,18 +1,23 @@
-# PVH entry: the VMM starts us in 32-bit protected mode, paging off,
-# %ebx = physical address of hvm_start_info. We build identity page tables
-# for the low 4 GiB (1 GiB pages where the CPU has them, else 2 MiB), enter
-# long mode, enable SSE (EFI payloads and Linux's EFI stub expect it) and
-# call into Rust.
+# Ember's entry points. Three ways in, one way on:
+#  - PVH (Xen PHYS32_ENTRY note): 32-bit protected mode, paging off,
+#    %ebx = hvm_start_info. QEMU -kernel, Cloud Hypervisor, Firecracker.
+#  - Reset vector (`ember-x86_64.bin` as -bios or pflash): the stub at the
+#    end of the flash image enters 32-bit mode, copies the image to its link
+#    address and comes in at reset_entry32 with no boot information.
+#  - Linux 64-bit boot protocol (offset 0x200, as a bzImage's startup_64):
+#    long mode on the loader's identity map, %rsi = zero page.
+# Each sets %ebp to the boot source, builds identity page tables for the low
+# 4 GiB (1 GiB pages where the CPU has them, else 2 MiB), enters long mode
+# with Linux's GDT selectors, enables SSE (EFI payloads and Linux's EFI
+# stub expect it) and calls rust_start(info, source).
 
-    .section .text.entry32, "ax"
-    .code32
-    .global pvh_entry32
-pvh_entry32:
-    cli
-    cld
-    movl %ebx, %esi                 # keep start_info across the setup
+    .set SOURCE_PVH, 0
+    .set SOURCE_RESET, 1
+    .set SOURCE_LINUX64, 2
 
-    # Zero .bss (the loader may not have).
+# Zero .bss and fill boot_pml4/pdpt/pd. Clobbers eax, ebx, ecx, edx, edi;
+# assembles the same in 32- and 64-bit mode (addresses are below 2 GiB).
+.macro build_boot_tables
     movl $__bss_start, %edi
     movl $__bss_end, %ecx
     subl %edi, %ecx
@@ -60,8 +65,66 @@ pvh_entry32:
     incl %ecx
     cmpl $2048, %ecx
     jne 2b
+6:
+.endm
 
-6:  movl $boot_pml4, %eax
+# The image header, at the image's first byte: `cargo xtask build` reads it
+# to cut the flash image and the bzImage out of the linked ELF.
+    .section .text.head, "ax"
+    .global ember_header
+ember_header:
+    .ascii "EMBERX64"
+    .long 1                                 # header version
+    .long __image_start                     # link (load) address
+    .long __load_end                        # end of initialised contents
+    .long __image_end                       # end including .bss
+    .long reset_stub_start                  # flash stub: start ...
+    .long reset_stub_end                    # ... and end (the reset vector is its last 16 bytes)
+    .long linux64_entry                     # Linux 64-bit entry (load address + 0x200)
+    .long pvh_entry32
+
+    .org 0x200
+    .code64
+    .global linux64_entry
+linux64_entry:
+    cli
+    cld
+    movq %rsi, %r12                 # zero page; cpuid spares r12
+    build_boot_tables
+    movabsq $boot_stack_top, %rsp   # the loader's stack may be anywhere
+    movl $boot_pml4, %eax
+    movq %rax, %cr3
+    movq %cr0, %rax
+    orq $(1 << 16), %rax            # WP
+    movq %rax, %cr0
+    lgdt gdt64_ptr64
+    pushq $0x10
+    leaq 1f(%rip), %rax
+    pushq %rax
+    lretq
+1:  movl %r12d, %esi
+    movl $SOURCE_LINUX64, %ebp
+    jmp long_entry64
+
+    .section .text.entry32, "ax"
+    .code32
+    .global pvh_entry32
+pvh_entry32:
+    movl $SOURCE_PVH, %ebp
+    jmp entry32
+
+    .global reset_entry32
+reset_entry32:
+    xorl %ebx, %ebx
+    movl $SOURCE_RESET, %ebp
+
+entry32:
+    cli
+    cld
+    movl %ebx, %esi                 # keep start_info across the setup
+    build_boot_tables
+
+    movl $boot_pml4, %eax
     movl %eax, %cr3
     movl %cr4, %eax
     orl $(1 << 5), %eax             # PAE
@@ -96,12 +159,76 @@ long_entry64:
     orq $((1 << 9) | (1 << 10)), %rax
     movq %rax, %cr4
 
-    movl %esi, %edi                 # arg 0: start_info (zero-extended)
+    movl %esi, %edi                 # arg 0: start_info / zero page (zero-extended)
+    movl %ebp, %esi                 # arg 1: boot source
     xorl %ebp, %ebp
     call rust_start
 3:  cli
     hlt
     jmp 3b
+
+# The reset stub. `cargo xtask build` copies these bytes to the very end of
+# the flash image, which QEMU maps so that it ends at 4 GiB: the CPU starts
+# at 0xFFFFFFF0 (the last 16 bytes) in real mode with CS.base = 0xFFFF0000.
+# Everything here is therefore addressed relative to reset_stub_end, which
+# sits at 2^32: `sym - reset_stub_end` is sym's flash address modulo 2^32
+# (and modulo 2^16 inside the reset code segment). The image itself sits
+# right below the stub in flash.
+    .section .text.reset, "ax"
+    .p2align 4
+    .global reset_stub_start
+reset_stub_start:
+reset_gdt:
+    .quad 0
+    .quad 0x00CF9B000000FFFF        # 0x08: flat 32-bit code
+    .quad 0x00CF93000000FFFF        # 0x10: flat data
+reset_gdt_end:
+reset_gdt_ptr:
+    .word reset_gdt_end - reset_gdt - 1
+    .long reset_gdt - reset_stub_end
+
+    .code16
+reset16:
+    cli
+    cld
+    # Fast A20 (port 0x92), for machines that start with it masked.
+    inb $0x92, %al
+    orb $2, %al
+    andb $0xfe, %al
+    outb %al, $0x92
+    lgdtl %cs:(reset_gdt_ptr - reset_stub_end)
+    movl %cr0, %eax
+    orl $1, %eax
+    movl %eax, %cr0
+    ljmpl $0x08, $(reset32 - reset_stub_end)
+
+    .code32
+reset32:
+    movl $0x10, %eax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    # Copy the image from flash (just below this stub) to its link address,
+    # a dword at a time (the tail rounds up into .bss, zeroed later).
+    movl $__load_end, %ecx
+    subl $__image_start, %ecx
+    movl $(reset_stub_start - reset_stub_end), %esi
+    subl %ecx, %esi
+    movl $__image_start, %edi
+    addl $3, %ecx
+    shrl $2, %ecx
+    rep movsl
+    movl $reset_entry32, %eax
+    jmp *%eax
+
+    # The reset vector: the last 16 bytes of the flash.
+    .p2align 4
+    .code16
+reset_vector:
+    jmp reset16
+    .p2align 4, 0xf4
+    .global reset_stub_end
+reset_stub_end:
 
     .section .rodata.gdt, "a"
     .p2align 3
@@ -119,6 +246,10 @@ gdt64_end:
 gdt64_ptr:
     .word gdt64_end - gdt64 - 1
     .long gdt64
+    .p2align 3
+gdt64_ptr64:                        # lgdt in long mode reads an 8-byte base
+    .word gdt64_end - gdt64 - 1
+    .quad gdt64
 
     .section .bss.boot, "aw", @nobits
     .p2align 12

@@ -60,3 +60,29 @@ pub fn rdtsc() -> u64 {
 pub fn cpuid(leaf: u32, sub: u32) -> core::arch::x86_64::CpuidResult {
     core::arch::x86_64::__cpuid_count(leaf, sub)
 }
+
+/// What the CPU says about itself (for SMBIOS).
+pub struct CpuIdentity {
+    pub vendor: alloc::string::String,
+    pub brand: alloc::string::String,
+    /// SMBIOS processor ID: CPUID.1 EAX (signature) and EDX (features).
+    pub signature: u64,
+}
+
+pub fn cpu_identity() -> CpuIdentity {
+    let words = |regs: &[u32]| -> alloc::string::String {
+        let bytes: alloc::vec::Vec<u8> = regs.iter().flat_map(|r| r.to_le_bytes()).filter(|&b| b != 0).collect();
+        alloc::string::String::from_utf8_lossy(&bytes).trim().into()
+    };
+    let l0 = cpuid(0, 0);
+    let vendor = words(&[l0.ebx, l0.edx, l0.ecx]);
+    let l1 = cpuid(1, 0);
+    let brand = if cpuid(0x8000_0000, 0).eax >= 0x8000_0004 {
+        let r: alloc::vec::Vec<u32> =
+            (0x8000_0002..=0x8000_0004).flat_map(|l| { let c = cpuid(l, 0); [c.eax, c.ebx, c.ecx, c.edx] }).collect();
+        words(&r)
+    } else {
+        alloc::string::String::new()
+    };
+    CpuIdentity { vendor, brand, signature: u64::from(l1.eax) | u64::from(l1.edx) << 32 }
+}

@@ -76,10 +76,14 @@ pub fn acpi_tables(rsdp: u64) -> Vec<(Guid, u64)> {
     out
 }
 
-/// SMBIOS entry points left in the BIOS area by the firmware that ran before
-/// Ember (SeaBIOS, qboot): `_SM3_` (64-bit) and `_SM_` (32-bit).
+/// SMBIOS entry points in the BIOS area — left by the firmware that ran
+/// before Ember (SeaBIOS, qboot) or placed by Ember — `_SM3_` (64-bit) and
+/// `_SM_` (32-bit), and those Ember placed elsewhere.
 pub fn smbios_tables() -> Vec<(Guid, u64)> {
-    let mut out = Vec::new();
+    let mut out: Vec<(Guid, u64)> = crate::platform::smbios_extra()
+        .into_iter()
+        .map(|(is64, a)| (if is64 { efi::SMBIOS3_TABLE_GUID } else { efi::SMBIOS_TABLE_GUID }, a))
+        .collect();
     let mut a = 0xf0000u64;
     while a + 32 <= 0x100000 {
         // SAFETY: the BIOS area is identity-mapped ROM/RAM.
