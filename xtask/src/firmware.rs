@@ -62,7 +62,12 @@ pub fn build() -> Result<PathBuf> {
         ("ember-x86_64-vars.fd", crate::image::vars_template()),
     ] {
         write(&dir.join(name), &bytes)?;
-        println!("{}: {} bytes ({:.1} KiB)", dir.join(name).display(), bytes.len(), bytes.len() as f64 / 1024.0);
+        println!(
+            "{}: {} bytes ({:.1} KiB)",
+            dir.join(name).display(),
+            bytes.len(),
+            bytes.len() as f64 / 1024.0
+        );
     }
     Ok(dist)
 }

@@ -451,7 +451,8 @@ pub fn seeds() -> Result<usize> {
             continue;
         };
         for e in rd.flatten() {
-            let data = std::fs::read(e.path()).map_err(|err| format!("read {}: {err}", e.path().display()))?;
+            let data = std::fs::read(e.path())
+                .map_err(|err| format!("read {}: {err}", e.path().display()))?;
             put(target, &e.file_name().to_string_lossy(), &data)?;
         }
     }

@@ -71,7 +71,11 @@ pub fn load_image(elf: &[u8]) -> Result<LoadImage> {
         let (off, paddr, filesz) = (le(elf, p + 8, 8)?, le(elf, p + 24, 8)?, le(elf, p + 32, 8)?);
         segs.push((off as usize, paddr, filesz as usize));
     }
-    let base = segs.iter().map(|s| s.1).min().ok_or("ELF has no PT_LOAD segment")?;
+    let base = segs
+        .iter()
+        .map(|s| s.1)
+        .min()
+        .ok_or("ELF has no PT_LOAD segment")?;
     let end = segs.iter().map(|s| s.1 + s.2 as u64).max().unwrap_or(base);
     let mut bytes = vec![0u8; (end - base) as usize];
     for (off, paddr, filesz) in segs {
@@ -88,14 +92,21 @@ pub fn load_image(elf: &[u8]) -> Result<LoadImage> {
         return Err("the image does not start with Ember's header".into());
     }
     if u64::from(header.image_start.get()) != base {
-        return Err(format!("header says the image starts at {:#x}, the ELF at {base:#x}", header.image_start.get()));
+        return Err(format!(
+            "header says the image starts at {:#x}, the ELF at {base:#x}",
+            header.image_start.get()
+        ));
     }
     let load_len = (header.load_end.get() - header.image_start.get()) as usize;
     if load_len > bytes.len() {
         return Err("header's load end lies beyond the ELF's contents".into());
     }
     bytes.truncate(load_len);
-    Ok(LoadImage { base, bytes, header })
+    Ok(LoadImage {
+        base,
+        bytes,
+        header,
+    })
 }
 
 impl LoadImage {
@@ -104,8 +115,14 @@ impl LoadImage {
     }
 
     pub fn reset_stub(&self) -> Result<&[u8]> {
-        let (s, e) = (self.offset(self.header.reset_stub_start), self.offset(self.header.reset_stub_end));
-        self.bytes.get(s..e).filter(|b| b.len() >= 16).ok_or_else(|| "reset stub outside the image".into())
+        let (s, e) = (
+            self.offset(self.header.reset_stub_start),
+            self.offset(self.header.reset_stub_end),
+        );
+        self.bytes
+            .get(s..e)
+            .filter(|b| b.len() >= 16)
+            .ok_or_else(|| "reset stub outside the image".into())
     }
 
     /// `[0xFF padding][image][reset stub]`, a multiple of 64 KiB.
@@ -207,7 +224,11 @@ mod tests {
         };
         bytes[..40].copy_from_slice(header.as_bytes());
         bytes[0x2030] = 0xeb; // the reset vector's jump
-        LoadImage { base, bytes, header }
+        LoadImage {
+            base,
+            bytes,
+            header,
+        }
     }
 
     #[test]

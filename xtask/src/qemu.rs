@@ -50,7 +50,11 @@ impl Machine {
     pub fn checks_tables(self) -> bool {
         matches!(
             self,
-            Machine::Q35 | Machine::Q35Bios | Machine::PcBios | Machine::Q35Pflash | Machine::Q35Native
+            Machine::Q35
+                | Machine::Q35Bios
+                | Machine::PcBios
+                | Machine::Q35Pflash
+                | Machine::Q35Native
         )
     }
 
@@ -65,14 +69,20 @@ impl Machine {
 
     /// Ember is the machine's firmware (started from the reset vector).
     pub fn is_bios(self) -> bool {
-        matches!(self, Machine::Q35Bios | Machine::PcBios | Machine::Q35Pflash | Machine::MicrovmBios)
+        matches!(
+            self,
+            Machine::Q35Bios | Machine::PcBios | Machine::Q35Pflash | Machine::MicrovmBios
+        )
     }
 
     /// virtio-blk as PCI (else virtio-mmio).
     fn pci_disks(self) -> bool {
         !matches!(
             self,
-            Machine::Microvm | Machine::MicrovmLegacy | Machine::MicrovmNative | Machine::MicrovmBios
+            Machine::Microvm
+                | Machine::MicrovmLegacy
+                | Machine::MicrovmNative
+                | Machine::MicrovmBios
         )
     }
     pub fn name(self) -> &'static str {
@@ -177,13 +187,25 @@ pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
             "-drive",
             "if=pflash,format=raw,unit=1,snapshot=on,file=/usr/share/OVMF/OVMF_VARS_4M.fd",
         ]),
-        Machine::Q35Bios => c.args(["-machine", "q35,accel=tcg"]).arg("-bios").arg(dist_bin()),
-        Machine::PcBios => c.args(["-machine", "pc,accel=tcg"]).arg("-bios").arg(dist_bin()),
+        Machine::Q35Bios => c
+            .args(["-machine", "q35,accel=tcg"])
+            .arg("-bios")
+            .arg(dist_bin()),
+        Machine::PcBios => c
+            .args(["-machine", "pc,accel=tcg"])
+            .arg("-bios")
+            .arg(dist_bin()),
         Machine::Q35Pflash => c
             .args(["-machine", "q35,accel=tcg", "-drive"])
-            .arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", dist_bin().display()))
+            .arg(format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                dist_bin().display()
+            ))
             .arg("-drive")
-            .arg(format!("if=pflash,format=raw,unit=1,snapshot=on,file={}", dist_vars().display())),
+            .arg(format!(
+                "if=pflash,format=raw,unit=1,snapshot=on,file={}",
+                dist_vars().display()
+            )),
         Machine::MicrovmBios => c
             .args([
                 "-machine",
@@ -201,7 +223,8 @@ pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
     if machine.checks_tables() {
         let (serial, table) = table_token();
         c.arg("-smbios").arg(format!("type=1,serial={serial}"));
-        c.arg("-acpitable").arg(format!("sig=EMBR,data={}", table.display()));
+        c.arg("-acpitable")
+            .arg(format!("sig=EMBR,data={}", table.display()));
     }
     c.args([
         "-cpu",

@@ -198,7 +198,11 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
     // them from fw_cfg (DMA) and boots through the Linux boot protocol.
     for m in [Machine::Q35Bios, Machine::PcBios, Machine::MicrovmBios] {
         let name = format!("{KERNEL_CASE}/{}", m.name());
-        if opts.filter.as_ref().is_none_or(|f| name.contains(f.as_str())) {
+        if opts
+            .filter
+            .as_ref()
+            .is_none_or(|f| name.contains(f.as_str()))
+        {
             let s = Scenario {
                 name: KERNEL_CASE,
                 disks: Vec::new(),
@@ -368,7 +372,11 @@ fn print_verdict(
                 m.tables
             ))
         }
-        (Some(m), _) if m.variant == expect && tables.any_dmi && m.dmi.as_deref().is_none_or(|d| d == "none") => {
+        (Some(m), _)
+            if m.variant == expect
+                && tables.any_dmi
+                && m.dmi.as_deref().is_none_or(|d| d == "none") =>
+        {
             Err("the guest sees no SMBIOS (\"DMI not present\")".into())
         }
         (Some(m), _) if m.variant == expect && !missing.is_empty() => Err(format!(

@@ -32,7 +32,9 @@ mod tests;
 use core::fmt;
 
 pub use build::{build, Cpu, Platform, Tables, MAX_MEMORY_DEVICES, MAX_STRING_BYTES};
-pub use entry::{fixup_anchor, Anchor, EntryPoint21, EntryPoint30, Header, ANCHOR_21, ANCHOR_30, ANCHOR_DMI};
+pub use entry::{
+    fixup_anchor, Anchor, EntryPoint21, EntryPoint30, Header, ANCHOR_21, ANCHOR_30, ANCHOR_DMI,
+};
 pub use types::*;
 pub use walk::{Strings, Structure, Structures};
 /// The wire types' fields are `zerocopy` integers; re-exported so users

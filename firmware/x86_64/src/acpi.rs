@@ -143,6 +143,10 @@ pub struct Platform {
     pub hw_reduced: bool,
     pub reset: Option<(Gas, u8)>,
     pub s5_typ: Option<u8>,
+    /// The largest PCI memory windows the DSDT describes (DWord/QWord
+    /// Memory descriptors): below and above 4 GiB, as [start, end).
+    pub pci_mem32: Option<(u64, u64)>,
+    pub pci_mem64: Option<(u64, u64)>,
     /// virtio-mmio transports declared in the DSDT (`LNRO0005`), as (base, size).
     pub virtio_mmio: alloc::vec::Vec<(u64, u64)>,
 }
@@ -239,19 +243,65 @@ fn find_virtio_mmio(dsdt: &[u8]) -> alloc::vec::Vec<(u64, u64)> {
     out
 }
 
-/// A PCIe host bridge's ECAM base from the DSDT's `Name (_CBA, ...)`: QEMU's
-/// microvm with `pcie=on` describes its ECAM only there (no MCFG). The
-/// window is taken as buses 0-255 (QEMU's 256 MiB); reads past a smaller
-/// window return all-ones and end the scan.
+/// A PCIe host bridge's ECAM base from the DSDT's `_CBA`: QEMU's microvm
+/// with `pcie=on` describes its ECAM only there (no MCFG), as
+/// `Method (_CBA) { Return (base) }`; `Name (_CBA, base)` is accepted too.
+/// The window is taken as buses 0-255 (QEMU's 256 MiB); reads past a
+/// smaller window return all-ones and end the scan.
 fn find_cba(dsdt: &[u8]) -> Option<Ecam> {
-    let pos = dsdt.windows(5).position(|w| w == b"\x08_CBA")?;
-    let v = dsdt.get(pos + 5..)?;
+    let pos = dsdt.windows(4).position(|w| w == b"_CBA")?;
+    let v = dsdt.get(pos + 4..)?;
+    // Name: the value follows; Method: flags, ReturnOp (0xa4), the value.
+    let v = if v.get(1) == Some(&0xa4) { v.get(2..)? } else { v };
     let base = match *v.first()? {
         0x0e => u64::from_le_bytes(v.get(1..9)?.try_into().ok()?), // QWordPrefix
         0x0c => u64::from(u32::from_le_bytes(v.get(1..5)?.try_into().ok()?)), // DWordPrefix
         _ => return None,
     };
     (base != 0 && base % (1 << 20) == 0).then_some(Ecam { base, segment: 0, start_bus: 0, end_bus: 255 })
+}
+
+/// An address range [start, end).
+type Window = (u64, u64);
+
+/// The largest memory range descriptors in the DSDT: DWordMemory (0x87)
+/// above 1 MiB and QWordMemory (0x8a) above 4 GiB. On QEMU these are the
+/// PCI host bridge's windows (microvm's 64-bit one is far above RAM); BARs
+/// Ember assigns must fall inside them.
+fn find_memory_windows(dsdt: &[u8]) -> (Option<Window>, Option<Window>) {
+    let (mut w32, mut w64): (Option<Window>, Option<Window>) = (None, None);
+    let len = |w: &Option<Window>| w.map_or(0, |(s, e)| e - s);
+    for i in 0..dsdt.len() {
+        let d = &dsdt[i..];
+        // Large resource: tag, u16 length, resource type 0 (memory).
+        let (min, max) = match (d.first(), d.get(1..3), d.get(3)) {
+            (Some(0x87), Some([0x17, 0]), Some(0)) => match (d.get(10..14), d.get(14..18)) {
+                (Some(a), Some(b)) => (
+                    u64::from(u32::from_le_bytes(a.try_into().unwrap_or([0; 4]))),
+                    u64::from(u32::from_le_bytes(b.try_into().unwrap_or([0; 4]))),
+                ),
+                _ => continue,
+            },
+            (Some(0x8a), Some([0x2b, 0]), Some(0)) => match (d.get(14..22), d.get(22..30)) {
+                (Some(a), Some(b)) => (
+                    u64::from_le_bytes(a.try_into().unwrap_or([0; 8])),
+                    u64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
+                ),
+                _ => continue,
+            },
+            _ => continue,
+        };
+        if max <= min {
+            continue;
+        }
+        let w = Some((min, max + 1));
+        if min >= 1 << 32 && len(&w) > len(&w64) {
+            w64 = w;
+        } else if min >= 1 << 20 && max < 1 << 32 && len(&w) > len(&w32) {
+            w32 = w;
+        }
+    }
+    (w32, w64)
 }
 
 /// Walk the tables from the RSDP (given by the VMM, or scanned for).
@@ -327,6 +377,7 @@ pub unsafe fn discover(rsdp: u64) -> Platform {
                     if p.ecam.is_none() {
                         p.ecam = find_cba(d);
                     }
+                    (p.pci_mem32, p.pci_mem64) = find_memory_windows(d);
                 }
             }
             _ => {}

@@ -110,6 +110,23 @@ fn parse_mmio_arg(v: &str) -> Option<(u64, u64)> {
 /// window) and the IOAPIC, 64-bit ones in a 32 GiB window above RAM (QEMU's
 /// default 64-bit hole size), kept inside the CPU's physical address width.
 pub fn pci_windows() -> BarWindows {
+    let mut w = default_pci_windows();
+    // Windows the DSDT names (ECAM excluded) take precedence: on microvm the
+    // 64-bit one is far above RAM, where the defaults would not look.
+    if let Some(p) = crate::power::platform() {
+        let ecam = p.ecam.map(|e| (e.base, e.base + ((u64::from(e.end_bus) + 1) << 20)));
+        let clear = |(s, e): (u64, u64)| ecam.is_none_or(|(es, ee)| e <= es || s >= ee);
+        if let Some((s, e)) = p.pci_mem64.filter(|&r| clear(r)) {
+            w.mem64 = s..e;
+        }
+        if let Some((s, e)) = p.pci_mem32.filter(|&r| clear(r)) {
+            w.mem32 = s..e.min(0xfec0_0000);
+        }
+    }
+    w
+}
+
+fn default_pci_windows() -> BarWindows {
     const GIB: u64 = 1 << 30;
     let guard = memory::MAP.lock();
     let map = guard.map();

@@ -76,3 +76,8 @@ pub fn on_failure(policy: Option<&str>) -> ! {
         _ => poweroff(),
     }
 }
+
+/// The platform description, once ACPI has been read.
+pub fn platform() -> Option<&'static Platform> {
+    PLATFORM.get()
+}
