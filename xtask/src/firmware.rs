@@ -16,6 +16,11 @@ pub fn dist_bin() -> PathBuf {
     target_dir().join("dist").join("ember-x86_64.bin")
 }
 
+/// The same image as a (relocatable) bzImage, for Linux-protocol loaders.
+pub fn dist_bzimage() -> PathBuf {
+    target_dir().join("dist").join("ember-x86_64.bzimage")
+}
+
 /// The blank variable store for pflash unit 1.
 pub fn dist_vars() -> PathBuf {
     target_dir().join("dist").join("ember-x86_64-vars.fd")

@@ -34,8 +34,10 @@ pub struct Header {
     pub reset_stub_end: U32,
     pub linux64_entry: U32,
     pub pvh_entry: U32,
+    pub bz_trampoline_start: U32,
+    pub bz_trampoline_end: U32,
 }
-const _: () = assert!(core::mem::size_of::<Header>() == 40);
+const _: () = assert!(core::mem::size_of::<Header>() == 48);
 
 pub const MAGIC: &[u8; 8] = b"EMBERX64";
 
@@ -136,18 +138,51 @@ impl LoadImage {
         Ok(out)
     }
 
-    /// A bzImage (boot protocol 2.15, 64-bit entry only, not relocatable).
+    /// A bzImage (boot protocol 2.15, 64-bit entry only, relocatable).
+    ///
+    /// Its protected-mode part is a page holding the relocating trampoline
+    /// (at 0x200, where loaders enter) and its parameters (at 0x100), then
+    /// the image. The trampoline moves the image to its link address.
     pub fn bzimage(&self) -> Result<Vec<u8>> {
         if self.header.linux64_entry.get() as u64 != self.base + 0x200 {
             return Err("the Linux 64-bit entry is not at load address + 0x200".into());
         }
+        let (ts, te) = (
+            self.offset(self.header.bz_trampoline_start),
+            self.offset(self.header.bz_trampoline_end),
+        );
+        let tramp = self
+            .bytes
+            .get(ts..te)
+            .filter(|t| !t.is_empty() && t.len() <= 0xe00)
+            .ok_or("bzImage trampoline outside the image")?;
+        let image_end = u64::from(self.header.image_end.get()).next_multiple_of(4096);
+        let mut prot = vec![0u8; 0x1000];
+        for (i, v) in [
+            self.bytes.len() as u64,
+            self.base,
+            u64::from(self.header.linux64_entry.get()),
+            image_end,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            prot[0x100 + 8 * i..0x108 + 8 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        prot[0x200..0x200 + tramp.len()].copy_from_slice(tramp);
+        prot.extend_from_slice(&self.bytes);
+        // Room from the load address: the image behind the trampoline page
+        // and six table pages, or (loaded at the link address) the image
+        // with .bss and the tables.
+        let tables = 6 * 4096;
+        let init_size = (0x1000 + (self.bytes.len() as u64).next_multiple_of(4096) + tables)
+            .max(image_end - self.base + tables);
         const SETUP_SECTS: u8 = 1;
         let mut setup = vec![0u8; (usize::from(SETUP_SECTS) + 1) * 512];
-        let init_size = u64::from(self.header.image_end.get()) - self.base;
         let hdr = SetupHeader {
             setup_sects: SETUP_SECTS,
             root_flags: U16::new(0),
-            syssize: U32::new((self.bytes.len() as u32).div_ceil(16)),
+            syssize: U32::new((prot.len() as u32).div_ceil(16)),
             ram_size: U16::new(0),
             vid_mode: U16::new(0xffff),
             root_dev: U16::new(0),
@@ -172,8 +207,8 @@ impl LoadImage {
             ext_loader_type: 0,
             cmd_line_ptr: U32::new(0),
             initrd_addr_max: U32::new(0x7fff_ffff),
-            kernel_alignment: U32::new(0x1000),
-            relocatable_kernel: 0,
+            kernel_alignment: U32::new(0x20_0000),
+            relocatable_kernel: 1,
             min_alignment: 12,
             xloadflags: U16::new(0x1), // XLF_KERNEL_64
             cmdline_size: U32::new(4095),
@@ -189,7 +224,7 @@ impl LoadImage {
         };
         let off = ember_linux::SETUP_HEADER_OFFSET;
         setup[off..off + core::mem::size_of::<SetupHeader>()].copy_from_slice(hdr.as_bytes());
-        setup.extend_from_slice(&self.bytes);
+        setup.extend_from_slice(&prot);
         // syssize counts 16-byte paragraphs.
         setup.resize(setup.len().next_multiple_of(16), 0);
         Ok(setup)
@@ -221,8 +256,11 @@ mod tests {
             reset_stub_end: U32::new(stub_end as u32),
             linux64_entry: U32::new((base + 0x200) as u32),
             pvh_entry: U32::new((base + 0x400) as u32),
+            bz_trampoline_start: U32::new((base + 0x1000) as u32),
+            bz_trampoline_end: U32::new((base + 0x1080) as u32),
         };
-        bytes[..40].copy_from_slice(header.as_bytes());
+        bytes[..48].copy_from_slice(header.as_bytes());
+        bytes[0x1000] = 0xfa; // the trampoline's first byte
         bytes[0x2030] = 0xeb; // the reset vector's jump
         LoadImage {
             base,
@@ -249,11 +287,20 @@ mod tests {
         let bz = img.bzimage().unwrap();
         let parsed = ember_linux::BzImage::parse(&bz, bz.len() as u64).unwrap();
         assert_eq!(parsed.pref_address(), 0x10_0000);
-        assert!(!parsed.relocatable());
+        assert!(parsed.relocatable());
         assert_eq!(parsed.kernel_offset(), 1024);
-        assert_eq!(parsed.init_size(), 0x9000);
-        assert_eq!(ember_linux::entry64(0x10_0000), 0x10_0200);
-        assert_eq!(&bz[1024..1032], MAGIC);
+        // Loaded at the link address: image with .bss (0x9000) + six table pages.
+        assert_eq!(parsed.init_size(), 0x9000 + 0x6000);
+        // The loader enters at +0x200 of the protected-mode part: the trampoline.
+        let prot = &bz[1024..];
+        assert_eq!(prot[0x200], 0xfa);
+        let param =
+            |i: usize| u64::from_le_bytes(prot[0x100 + 8 * i..0x108 + 8 * i].try_into().unwrap());
+        assert_eq!(param(0), 0x3000, "image length");
+        assert_eq!(param(1), 0x10_0000, "link address");
+        assert_eq!(param(2), 0x10_0200, "entry");
+        assert_eq!(param(3), 0x10_9000, "end with .bss");
+        assert_eq!(&prot[0x1000..0x1008], MAGIC);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! QEMU command lines for the two machine types, and a runner that watches
 //! the serial log for the guest's marker.
 
-use crate::firmware::{dist_bin, dist_vars};
+use crate::firmware::{dist_bin, dist_bzimage, dist_vars};
 use crate::guest::MARKER;
 use crate::util::{describe, tool};
 use std::os::unix::process::CommandExt;
@@ -33,6 +33,10 @@ pub enum Machine {
     Q35Pflash,
     /// microvm with Ember as `-bios` (virtio-mmio from the DSDT).
     MicrovmBios,
+    /// Ember as the firmware starting Ember's bzImage as QEMU's `-kernel`:
+    /// the second Ember enters through the Linux 64-bit boot protocol (zero
+    /// page from Ember's own Linux loader) and boots the disk natively.
+    Q35Linux64,
     /// microvm with PCIe (`pcie=on`: ECAM through MCFG), Ember by PVH:
     /// Cloud Hypervisor's layout (PCI segment from MCFG, no BIOS set-up).
     MicrovmPcie,
@@ -42,7 +46,10 @@ impl Machine {
     /// Whether an OS booted on this machine sees UEFI (runtime services,
     /// /sys/firmware/efi). Native variants use the plain Linux boot protocol.
     pub fn expects_efi(self) -> bool {
-        !matches!(self, Machine::Q35Native | Machine::MicrovmNative)
+        !matches!(
+            self,
+            Machine::Q35Native | Machine::MicrovmNative | Machine::Q35Linux64
+        )
     }
 
     /// Whether QEMU gets the ACPI/SMBIOS token the guest cross-checks
@@ -55,6 +62,7 @@ impl Machine {
                 | Machine::PcBios
                 | Machine::Q35Pflash
                 | Machine::Q35Native
+                | Machine::Q35Linux64
         )
     }
 
@@ -71,7 +79,11 @@ impl Machine {
     pub fn is_bios(self) -> bool {
         matches!(
             self,
-            Machine::Q35Bios | Machine::PcBios | Machine::Q35Pflash | Machine::MicrovmBios
+            Machine::Q35Bios
+                | Machine::PcBios
+                | Machine::Q35Pflash
+                | Machine::MicrovmBios
+                | Machine::Q35Linux64
         )
     }
 
@@ -99,6 +111,7 @@ impl Machine {
             Machine::Q35Pflash => "q35-pflash",
             Machine::MicrovmBios => "microvm-bios",
             Machine::MicrovmPcie => "microvm-pcie",
+            Machine::Q35Linux64 => "q35-linux64",
         }
     }
     pub fn parse(s: &str) -> Option<Machine> {
@@ -115,6 +128,7 @@ impl Machine {
             "q35-pflash" => Some(Machine::Q35Pflash),
             "microvm-bios" => Some(Machine::MicrovmBios),
             "microvm-pcie" => Some(Machine::MicrovmPcie),
+            "q35-linux64" => Some(Machine::Q35Linux64),
             _ => None,
         }
     }
@@ -191,6 +205,13 @@ pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
             .args(["-machine", "q35,accel=tcg"])
             .arg("-bios")
             .arg(dist_bin()),
+        Machine::Q35Linux64 => c
+            .args(["-machine", "q35,accel=tcg"])
+            .arg("-bios")
+            .arg(dist_bin())
+            .arg("-kernel")
+            .arg(dist_bzimage())
+            .args(["-append", "ember.boot=native"]),
         Machine::PcBios => c
             .args(["-machine", "pc,accel=tcg"])
             .arg("-bios")

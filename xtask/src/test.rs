@@ -136,6 +136,7 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
                 Machine::Q35Pflash,
                 Machine::MicrovmBios,
                 Machine::MicrovmPcie,
+                Machine::Q35Linux64,
             ]
         } else if s.name == "bootorder" {
             // fw_cfg's bootorder exists for Ember only as the firmware.

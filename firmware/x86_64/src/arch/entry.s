@@ -82,6 +82,8 @@ ember_header:
     .long reset_stub_end                    # ... and end (the reset vector is its last 16 bytes)
     .long linux64_entry                     # Linux 64-bit entry (load address + 0x200)
     .long pvh_entry32
+    .long bz_trampoline_start               # relocating trampoline of the bzImage form
+    .long bz_trampoline_end
 
     .org 0x200
     .code64
@@ -166,6 +168,66 @@ long_entry64:
 3:  cli
     hlt
     jmp 3b
+
+# The bzImage form's entry. Loaders may place a relocatable bzImage
+# anywhere (Ember's own loader does, so one Ember can start another); this
+# code, copied by `cargo xtask build` to offset 0x200 of the bzImage's
+# protected-mode part (X), moves the image to its link address and enters
+# linux64_entry. It is position-independent: X is found from %rip. xtask
+# writes the image's length, link address, entry and end (with .bss) at
+# X+0x100.. and lays the image out at X+0x1000; six pages of temporary page
+# tables go above both the image at X and its final place with .bss (the
+# loader's own tables may live where the image goes, and linux64_entry
+# zeroes .bss). Uses no stack.
+    .section .text.bztramp, "ax"
+    .code64
+    .global bz_trampoline_start
+bz_trampoline_start:
+    cli
+    cld
+    movq %rsi, %r12                 # zero page
+    leaq bz_trampoline_start(%rip), %rbx
+    subq $0x200, %rbx               # X
+    # Temporary identity map of 4 GiB in 2 MiB pages, after the image:
+    # PML4, PDPT, four page directories.
+    movq 0x100(%rbx), %r13          # image length
+    leaq 0x1fff(%rbx,%r13), %r14
+    andq $~0xfff, %r14              # tables: after the image at X ...
+    movq 0x118(%rbx), %rax          # ... and after its final place with .bss
+    cmpq %rax, %r14
+    cmovbq %rax, %r14
+    movq %r14, %rdi
+    movl $(6 * 4096 / 8), %ecx
+    xorl %eax, %eax
+    rep stosq
+    leaq 0x1003(%r14), %rax         # PML4[0] -> PDPT
+    movq %rax, (%r14)
+    leaq 0x2003(%r14), %rax         # PDPT[0..4] -> PDs
+    xorl %ecx, %ecx
+1:  movq %rax, 0x1000(%r14,%rcx,8)
+    addq $0x1000, %rax
+    incl %ecx
+    cmpl $4, %ecx
+    jne 1b
+    xorl %ecx, %ecx
+2:  movq %rcx, %rax
+    shlq $21, %rax
+    orq $0x83, %rax                 # present, writable, 2 MiB
+    movq %rax, 0x2000(%r14,%rcx,8)
+    incl %ecx
+    cmpl $2048, %ecx
+    jne 2b
+    movq %r14, %cr3
+    # Copy the image down (forward: its destination is below its source,
+    # and clear of the tables above it).
+    leaq 0x1000(%rbx), %rsi
+    movq 0x108(%rbx), %rdi
+    movq %r13, %rcx
+    rep movsb
+    movq %r12, %rsi
+    jmpq *0x110(%rbx)
+    .global bz_trampoline_end
+bz_trampoline_end:
 
 # The reset stub. `cargo xtask build` copies these bytes to the very end of
 # the flash image, which QEMU maps so that it ends at 4 GiB: the CPU starts
