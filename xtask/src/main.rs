@@ -15,6 +15,7 @@ mod size;
 mod test;
 mod tools;
 mod util;
+mod varcrash;
 
 use qemu::{Boot, Machine, Serial};
 use std::process::ExitCode;

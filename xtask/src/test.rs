@@ -115,6 +115,10 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
         tally.failed += 1;
     }
     let art = guest::prepare()?;
+    // Power cuts during variable writes on Ember's pflash store.
+    let (v_pass, v_fail) = crate::varcrash::test(opts.filter.as_deref(), &art)?;
+    tally.passed += v_pass;
+    tally.failed += v_fail;
     let mut cases = Vec::new();
     for name in disk::NAMES {
         let s = disk::scenario(name, &art).expect("NAMES lists known scenarios");
@@ -214,7 +218,7 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
         }
     }
     if cases.is_empty() {
-        if efi_pass + efi_fail + a_pass + a_fail > 0 {
+        if efi_pass + efi_fail + a_pass + a_fail + v_pass + v_fail > 0 {
             return Ok(()); // the filter selected only conformance/attack cases
         }
         return Err("no boot case matches the filter".into());

@@ -30,6 +30,7 @@ mod out;
 mod protocols;
 mod runtime;
 mod util;
+mod varstress;
 
 use core::ffi::c_void;
 use r_efi::efi;
@@ -50,6 +51,15 @@ extern "efiapi" fn efi_main(image: efi::Handle, st: *mut efi::SystemTable) -> ef
         }
         if let Some(mode) = image::options_text().filter(|o| o.starts_with("attack-")) {
             return attack(mode.trim());
+        }
+        match image::options_text().as_deref().map(str::trim) {
+            Some("var-stress") => return varstress::stress(),
+            Some("var-check") => {
+                varstress::check();
+                // Power off so the harness sees the end.
+                (util::rt().reset_system)(efi::RESET_SHUTDOWN, efi::Status::SUCCESS, 0, core::ptr::null_mut());
+            }
+            _ => {}
         }
         out::line(format_args!("Ember UEFI conformance checks"));
         // Boot managers arm a 5-minute watchdog before starting an image;

@@ -11,6 +11,7 @@ mod boot;
 mod chipset;
 mod devices;
 mod efi;
+mod flash;
 mod fwcfg;
 mod linux;
 mod console;
@@ -66,6 +67,7 @@ extern "C" fn rust_start(info_addr: u64, source: u64) -> ! {
     // fw_cfg or unclaimed.
     let mut early_fw = unsafe { fwcfg::FwCfg::probe_early() };
     if entry == Entry::Reset {
+        platform::set_as_firmware();
         if let Some(fw) = early_fw.as_mut() {
             platform::e820_from_fwcfg(fw, &mut info);
         }

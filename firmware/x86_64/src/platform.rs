@@ -16,6 +16,17 @@ use ember_mem::{MemKind, Strategy, PAGE_SIZE};
 use spin::{Mutex, Once};
 
 static CHIPSET: Once<Option<Chipset>> = Once::new();
+static AS_FIRMWARE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Record that Ember started from the reset vector (from flash).
+pub fn set_as_firmware() {
+    AS_FIRMWARE.store(true, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether Ember is the machine's firmware, started from its flash image.
+pub fn as_firmware() -> bool {
+    AS_FIRMWARE.load(core::sync::atomic::Ordering::Relaxed)
+}
 
 /// The F segment (0xF0000-0xFFFFF): where legacy OSes scan for the RSDP and
 /// SMBIOS anchors. Ember owns it when it is the firmware (the chipset's PAM

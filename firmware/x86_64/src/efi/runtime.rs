@@ -1,6 +1,8 @@
 //! EFI_RUNTIME_SERVICES. Time comes from the CMOS RTC; variables live in a
-//! volatile store while boot services run (persistence is a later step);
-//! reset and power-off use the platform's ACPI registers.
+//! store in memory while boot services run, and non-volatile ones are also
+//! written to the variable flash when there is one (pflash unit 1 beside
+//! Ember's flash image; `ember-varstore` keeps it crash-safe); reset and
+//! power-off use the platform's ACPI registers.
 //!
 //! After ExitBootServices only what is published in the EFI_RT_PROPERTIES
 //! table keeps working: these functions then touch nothing but Ember's own
@@ -9,7 +11,10 @@
 use crate::arch::io::{inb, outb};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use ember_uefi_data::vars::{name_from_buffer, VarLimits, VarStore};
+use crate::flash::Pflash;
+use alloc::string::String;
+use ember_uefi_data::vars::{name_from_buffer, VarLimits, VarStore, NON_VOLATILE};
+use ember_varstore::{Config as StoreConfig, Flash, Store, StoreError};
 use ember_uefi_data::Guid as VGuid;
 use r_efi::efi::{self, Guid, Status, Time, TimeCapabilities};
 use spin::Mutex;
@@ -34,8 +39,59 @@ pub const SUPPORTED_AT_RUNTIME: u32 = efi::RT_SUPPORTED_GET_TIME
     | efi::RT_SUPPORTED_GET_NEXT_HIGH_MONOTONIC_COUNT
     | efi::RT_SUPPORTED_RESET_SYSTEM;
 
+/// The persistent store, when Ember found its variable flash.
+static PERSIST: Mutex<Option<Store<Pflash>>> = Mutex::new(None);
+
 pub fn init() {
-    *VARS.lock() = Some(VarStore::new(VarLimits::default()));
+    let mut vars = VarStore::new(VarLimits::default());
+    open_persistent(&mut vars);
+    *VARS.lock() = Some(vars);
+}
+
+/// Open the variable flash and load its variables into `vars`.
+fn open_persistent(vars: &mut VarStore) {
+    if !crate::platform::as_firmware() {
+        log::info!("UEFI variables: volatile (Ember was not started from flash)");
+        return;
+    }
+    // SAFETY: Ember started from its flash image at the top of 4 GiB on a
+    // QEMU PC machine (as_firmware), where the range below is pflash or unclaimed.
+    let Some(flash) = (unsafe { Pflash::probe() }) else {
+        log::info!("UEFI variables: volatile (no variable flash: give one as pflash unit 1)");
+        return;
+    };
+    let (base, len) = (flash.base(), flash.len());
+    let t0 = crate::time::now_ns();
+    match Store::open(flash, StoreConfig::default()) {
+        Ok((store, report)) => {
+            let mut loaded = 0;
+            for (g, n, v) in store.iter() {
+                match vars.set(n, &VGuid(*g), v.attributes, &v.data) {
+                    Ok(()) => loaded += 1,
+                    Err(e) => log::warn!("UEFI variables: stored variable {}: {e}; skipped", String::from_utf16_lossy(n)),
+                }
+            }
+            let ms = (crate::time::now_ns() - t0) / 1_000_000;
+            if report.is_clean() {
+                log::info!("UEFI variables: flash at {base:#x} ({} KiB), {loaded} variable(s), {ms} ms", len / 1024);
+            } else {
+                log::warn!("UEFI variables: flash at {base:#x} ({} KiB) recovered: {report}; {loaded} variable(s)", len / 1024);
+            }
+            *PERSIST.lock() = Some(store);
+        }
+        Err(e) => log::error!("UEFI variables: flash at {base:#x} unusable: {e}; variables are volatile"),
+    }
+}
+
+/// Mirror a change to the flash: `now` is the variable after the change.
+fn persist(name: &[u16], g: &VGuid, was_nv: bool, now: Option<(u32, Vec<u8>)>) -> Result<(), StoreError> {
+    let mut p = PERSIST.lock();
+    let Some(p) = p.as_mut() else { return Ok(()) };
+    match now {
+        Some((attrs, data)) if attrs & NON_VOLATILE != 0 => p.set(&g.0, name, attrs, &data),
+        _ if was_nv => p.delete(&g.0, name).map(|_| ()),
+        _ => Ok(()),
+    }
 }
 
 /// Switch to the after-ExitBootServices rules.
@@ -356,9 +412,27 @@ pub extern "efiapi" fn set_variable(name: *mut u16, g: *mut Guid, attrs: u32, si
     };
     let mut vars = VARS.lock();
     let Some(store) = vars.as_mut() else { return Status::DEVICE_ERROR };
-    match store.set(n, &g, attrs, d) {
+    let before = store.get(n, &g, usize::MAX).ok().map(|(a, v)| (a, v.to_vec()));
+    if let Err(e) = store.set(n, &g, attrs, d) {
+        return Status::from_usize(e.efi_status());
+    }
+    let now = store.get(n, &g, usize::MAX).ok().map(|(a, v)| (a, v.to_vec()));
+    let was_nv = before.as_ref().is_some_and(|(a, _)| a & NON_VOLATILE != 0);
+    match persist(n, &g, was_nv, now) {
         Ok(()) => Status::SUCCESS,
-        Err(e) => Status::from_usize(e.efi_status()),
+        Err(e) => {
+            // The flash did not take it: undo the change in memory so the
+            // two agree, and say why.
+            log::warn!("UEFI variables: {}: not stored: {e}", String::from_utf16_lossy(n));
+            let _ = match &before {
+                Some((a, v)) => store.set(n, &g, *a, v),
+                None => store.set(n, &g, 0, &[]),
+            };
+            match e {
+                StoreError::Full { .. } | StoreError::TooLarge { .. } | StoreError::OutOfMemory { .. } => Status::OUT_OF_RESOURCES,
+                _ => Status::DEVICE_ERROR,
+            }
+        }
     }
 }
 

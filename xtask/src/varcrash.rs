@@ -1,0 +1,236 @@
+//! The variable store under power cuts: QEMU is killed (SIGKILL) at random
+//! moments while an EFI application rewrites non-volatile variables in a
+//! loop on Ember's pflash store, many times over one variables file; then
+//! the application reads them back (each value must be whole and the
+//! counters consistent), and a real guest must still boot with that file.
+//!
+//! The store's own unit tests cut power at every flash operation of a
+//! simulated device; this test checks the same promise end to end, through
+//! Ember's CFI pflash driver and QEMU's flash emulation writing a file.
+
+use crate::disk::{self, Disk, Fs, Kind, Part, Scenario, Src, Table};
+use crate::firmware::{dist_bin, dist_vars};
+use crate::guest::{guest_dir, Artifacts};
+use crate::qemu;
+use crate::util::{mkdirs, tool, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How many times QEMU is killed mid-write.
+const KILLS: usize = 12;
+
+fn app_disk(name: &'static str, options: &str, app: &Path) -> Result<Vec<PathBuf>> {
+    let entry = format!("title Variable stress\nefi /EFI/varstress.efi\noptions {options}\n");
+    disk::build(&Scenario {
+        name,
+        disks: vec![Disk {
+            table: Table::Gpt,
+            parts: vec![Part {
+                kind: Kind::Esp,
+                size_mib: 64,
+                fs: Fs::Fat { bits: 32, spc: 1 },
+                files: vec![
+                    ("/EFI/varstress.efi".into(), Src::Host(app.to_path_buf())),
+                    ("/loader/entries/varstress.conf".into(), Src::Text(entry)),
+                ],
+            }],
+        }],
+        expect: "none",
+        microvm: false,
+    })
+}
+
+/// q35 with Ember's flash image as pflash unit 0 and `vars` (writable, the
+/// file under test) as unit 1.
+fn command(vars: &Path, disk: &Path, log: &Path) -> Command {
+    let mut c = tool("qemu-system-x86_64");
+    c.args([
+        "-machine",
+        "q35,accel=tcg",
+        "-cpu",
+        "max",
+        "-m",
+        "1G",
+        "-smp",
+        "1",
+    ])
+    .args([
+        "-nographic",
+        "-no-reboot",
+        "-nic",
+        "none",
+        "-monitor",
+        "none",
+    ])
+    .arg("-drive")
+    .arg(format!(
+        "if=pflash,format=raw,unit=0,readonly=on,file={}",
+        dist_bin().display()
+    ))
+    .arg("-drive")
+    .arg(format!(
+        "if=pflash,format=raw,unit=1,file={}",
+        vars.display()
+    ))
+    .arg("-drive")
+    .arg(format!(
+        "file={},format=raw,if=none,id=d0,snapshot=on",
+        disk.display()
+    ))
+    .args(["-device", "virtio-blk-pci,drive=d0,disable-legacy=on"])
+    .arg("-serial")
+    .arg(format!("file:{}", log.display()));
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
+/// A small deterministic generator, seeded per run (the seed is printed).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn last_round(log: &str) -> Option<u64> {
+    log.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("VARSTRESS ")?.trim().parse().ok())
+}
+
+/// Run one stress boot and kill it `delay` after its first write.
+fn stress_once(vars: &Path, disk: &Path, log: &Path, delay: Duration) -> Result<Option<u64>> {
+    let _ = std::fs::remove_file(log);
+    let mut child = command(vars, disk, log)
+        .spawn()
+        .map_err(|e| format!("qemu: {e}"))?;
+    let start = Instant::now();
+    let mut first: Option<Instant> = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if first.is_none() && text.contains("VARSTRESS ") {
+            first = Some(Instant::now());
+        }
+        if first.is_some_and(|f| f.elapsed() >= delay) || start.elapsed() > Duration::from_secs(120)
+        {
+            break;
+        }
+        if text.contains("VARSTRESS failed") || text.contains("!!! Ember") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "the stress run failed:\n{}",
+                crate::util::tail(&text, 20)
+            ));
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return Err(format!(
+                "QEMU exited by itself:\n{}",
+                crate::util::tail(&text, 20)
+            ));
+        }
+    }
+    let _ = child.kill(); // SIGKILL: a power cut for the variables file
+    let _ = child.wait();
+    Ok(last_round(
+        &std::fs::read_to_string(log).unwrap_or_default(),
+    ))
+}
+
+/// The crash test; returns (passed, failed) as one case.
+pub fn test(filter: Option<&str>, art: &Artifacts) -> Result<(usize, usize)> {
+    let name = "var-crash/q35-pflash";
+    if filter.is_some_and(|f| !name.contains(f)) {
+        return Ok((0, 0));
+    }
+    let app = crate::efiapp::build()?;
+    let stress = app_disk("var-stress", "var-stress", &app)?;
+    let check = app_disk("var-check", "var-check", &app)?;
+    let dir = guest_dir().join("varcrash");
+    mkdirs(&dir)?;
+    let vars = dir.join("vars.fd");
+    std::fs::copy(dist_vars(), &vars).map_err(|e| format!("copy vars template: {e}"))?;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    let mut rng = Rng(seed);
+    let t0 = Instant::now();
+    let mut rounds = Vec::new();
+    for i in 0..KILLS {
+        // Between 0.05 and 4 s of writing: some cuts land in compactions.
+        let delay = Duration::from_millis(50 + rng.next() % 3950);
+        let log = dir.join(format!("stress-{i}.log"));
+        match stress_once(&vars, &stress[0], &log, delay) {
+            Ok(r) => rounds.push(r.unwrap_or(0)),
+            Err(e) => {
+                println!("FAIL {name}: kill {i}: {e}");
+                return Ok((0, 1));
+            }
+        }
+    }
+    // Read back: Ember must open (and if needed repair) the store, and
+    // every variable must be whole.
+    let log = dir.join("check.log");
+    let out = qemu_run(&vars, &check[0], &log)?;
+    let verdict = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("VARCHECK ").map(str::to_string));
+    let store_line = out
+        .lines()
+        .find(|l| l.contains("UEFI variables: flash"))
+        .map(str::to_string);
+    // And a real guest still boots with that store.
+    let s = disk::scenario("fat32", art).ok_or("no fat32 scenario")?;
+    let fat32 = disk::build(&s)?;
+    let blog = dir.join("boot.log");
+    let booted = qemu_run(&vars, &fat32[0], &blog)?;
+    let marker = qemu::parse_marker(&booted);
+    let ok = verdict.as_deref().is_some_and(|v| v.starts_with("ok"))
+        && store_line.is_some()
+        && marker.as_ref().is_some_and(|m| m.variant == s.expect);
+    let summary = format!(
+        "{KILLS} kills (seed {seed:#x}, last rounds {rounds:?}); read back: {}; {}; then booted: {}",
+        verdict.as_deref().unwrap_or("no VARCHECK line"),
+        store_line.as_deref().map_or("no store line", |l| l.trim()),
+        marker.map_or("no marker".into(), |m| m.variant)
+    );
+    if ok {
+        println!(
+            "PASS {name:<24} wall {:6.1}s  {summary}",
+            t0.elapsed().as_secs_f64()
+        );
+        Ok((1, 0))
+    } else {
+        println!(
+            "FAIL {name}: {summary}\n  --- check log ---\n{}",
+            crate::util::tail(&out, 30)
+        );
+        Ok((0, 1))
+    }
+}
+
+/// Boot until the VM powers off (or 300 s); returns the serial log.
+fn qemu_run(vars: &Path, disk: &Path, log: &Path) -> Result<String> {
+    let _ = std::fs::remove_file(log);
+    let mut child = command(vars, disk, log)
+        .spawn()
+        .map_err(|e| format!("qemu: {e}"))?;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(300) {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(std::fs::read_to_string(log).unwrap_or_default())
+}
