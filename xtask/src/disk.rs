@@ -147,6 +147,30 @@ fn simple_files(a: &Artifacts, variant: &str) -> Vec<(String, Src)> {
     ]
 }
 
+/// A FAT32 ESP whose one entry boots the guest with `ember.efivar=<mode>`
+/// (`write` or `read`): the guest stores or reports a UEFI variable
+/// through efivarfs (see the /init script in guest.rs).
+pub fn efivar_scenario(a: &Artifacts, mode: &'static str) -> Scenario {
+    let name = if mode == "write" {
+        "efivar-write"
+    } else {
+        "efivar-read"
+    };
+    Scenario {
+        name,
+        disks: vec![Disk {
+            table: Table::Gpt,
+            parts: vec![esp(
+                Fs::Fat { bits: 32, spc: 1 },
+                64,
+                simple_files(a, &format!("{name} ember.efivar={mode}")),
+            )],
+        }],
+        expect: name,
+        microvm: false,
+    }
+}
+
 fn esp(fs: Fs, size_mib: u64, files: Vec<(String, Src)>) -> Part {
     Part {
         kind: Kind::Esp,

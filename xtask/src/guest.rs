@@ -52,7 +52,13 @@ pub fn prepare() -> Result<Artifacts> {
         ));
     }
     let tsc = build_tsc_helper()?;
-    let initrd = build_initramfs(&busybox, &tsc)?;
+    // efivarfs is a module in Debian's kernel; /init loads it for the
+    // variable tests.
+    let efivarfs = kdir
+        .join("lib/modules")
+        .join(&kernel_release)
+        .join("kernel/fs/efivarfs/efivarfs.ko");
+    let initrd = build_initramfs(&busybox, &tsc, &efivarfs)?;
     Ok(Artifacts {
         kernel,
         initrd,
@@ -203,14 +209,40 @@ fi
 # Who the SMBIOS tables say the firmware is ("none": no SMBIOS at all).
 BV=$(cat /sys/class/dmi/id/bios_vendor 2>/dev/null | tr -c 'A-Za-z0-9.\n' '_')
 [ -n "$BV" ] || BV=none
-echo "EMBER-MARKER: $V tsc=$T efi=$E efiwarn=$W tables=$TB dmi=$BV" > /dev/console
+# UEFI variables from the OS: with ember.efivar=write, store this boot's
+# TSC in a non-volatile variable through efivarfs; with ember.efivar=read,
+# report what the variable holds (the harness boots write, then read, with
+# the same variable store).
+EV=
+for a in $(cat /proc/cmdline); do
+  case "$a" in ember.efivar=*) EV="${a#ember.efivar=}" ;; esac
+done
+EVR=
+if [ -n "$EV" ]; then
+  insmod /lib/efivarfs.ko 2>/dev/null
+  mount -t efivarfs efivarfs /sys/firmware/efi/efivars
+  F=/sys/firmware/efi/efivars/EmberPersist-3c1f1e2e-8a3d-4b57-9e21-456d62657221
+  if [ "$EV" = write ]; then
+    printf '\007\000\000\000%s' "$T" > /tmp/v
+    cat /tmp/v > $F && EVR=" efivar=wrote:$T" || EVR=" efivar=write-failed"
+  else
+    EVR=" efivar=read:$(tail -c +5 $F 2>/dev/null)"
+  fi
+fi
+echo "EMBER-MARKER: $V tsc=$T efi=$E efiwarn=$W tables=$TB dmi=$BV$EVR" > /dev/console
 poweroff -f
 "#;
 
-fn build_initramfs(busybox: &Path, tsc: &Path) -> Result<PathBuf> {
+fn build_initramfs(busybox: &Path, tsc: &Path, efivarfs: &Path) -> Result<PathBuf> {
     let bb = std::fs::read(busybox).map_err(|e| format!("read {}: {e}", busybox.display()))?;
     let helper = std::fs::read(tsc).map_err(|e| format!("read {}: {e}", tsc.display()))?;
-    let key = Fnv::new().bytes(&bb).bytes(&helper).str(INIT).hex();
+    let evfs = std::fs::read(efivarfs).map_err(|e| format!("read {}: {e}", efivarfs.display()))?;
+    let key = Fnv::new()
+        .bytes(&bb)
+        .bytes(&helper)
+        .bytes(&evfs)
+        .str(INIT)
+        .hex();
     let out = guest_dir().join("initrd.img");
     let keyfile = guest_dir().join("initrd.key");
     if out.is_file() && read_to_string(&keyfile).is_ok_and(|k| k == key) {
@@ -230,6 +262,8 @@ fn build_initramfs(busybox: &Path, tsc: &Path) -> Result<PathBuf> {
     write(&stage.join("bin/tsc"), &helper)?;
     exe(&stage.join("bin/tsc"))?;
     write(&stage.join("init"), INIT)?;
+    mkdirs(&stage.join("lib"))?;
+    write(&stage.join("lib/efivarfs.ko"), &evfs)?;
     exe(&stage.join("init"))?;
     // The static busybox runs on the build host too: ask it for its applets.
     let list = output(Command::new(busybox).arg("--list-full"))?;

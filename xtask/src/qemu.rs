@@ -345,6 +345,8 @@ pub struct Marker {
     pub tables: Option<String>,
     /// The SMBIOS BIOS vendor the guest sees ("none" without SMBIOS).
     pub dmi: Option<String>,
+    /// What the guest wrote to or read from a UEFI variable through efivarfs.
+    pub efivar: Option<String>,
 }
 
 #[derive(Debug)]
@@ -373,6 +375,7 @@ pub fn parse_marker(log: &str) -> Option<Marker> {
             efi_warnings: None,
             tables: None,
             dmi: None,
+            efivar: None,
         };
         for w in it {
             if let Some(v) = w.strip_prefix("efi=") {
@@ -383,6 +386,8 @@ pub fn parse_marker(log: &str) -> Option<Marker> {
                 m.tables = Some(v.to_string());
             } else if let Some(v) = w.strip_prefix("dmi=") {
                 m.dmi = Some(v.to_string());
+            } else if let Some(v) = w.strip_prefix("efivar=") {
+                m.efivar = Some(v.to_string());
             }
         }
         Some(m)

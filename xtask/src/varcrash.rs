@@ -193,14 +193,33 @@ pub fn test(filter: Option<&str>, art: &Artifacts) -> Result<(usize, usize)> {
     let blog = dir.join("boot.log");
     let booted = qemu_run(&vars, &fat32[0], &blog)?;
     let marker = qemu::parse_marker(&booted);
+    // Linux writes a variable through efivarfs (runtime SetVariable to the
+    // flash), then a new VM with the same store reads it back.
+    let mut efivar = Vec::new();
+    for mode in ["write", "read"] {
+        let s = disk::efivar_scenario(art, mode);
+        let d = disk::build(&s)?;
+        let log = dir.join(format!("efivar-{mode}.log"));
+        let m = qemu::parse_marker(&qemu_run(&vars, &d[0], &log)?);
+        efivar.push(
+            m.and_then(|m| m.efivar)
+                .unwrap_or_else(|| "no marker".into()),
+        );
+    }
+    let wrote = efivar[0].strip_prefix("wrote:");
+    let read = efivar[1].strip_prefix("read:");
+    let efivar_ok = wrote.is_some_and(|w| !w.is_empty() && Some(w) == read);
     let ok = verdict.as_deref().is_some_and(|v| v.starts_with("ok"))
         && store_line.is_some()
-        && marker.as_ref().is_some_and(|m| m.variant == s.expect);
+        && marker.as_ref().is_some_and(|m| m.variant == s.expect)
+        && efivar_ok;
     let summary = format!(
-        "{KILLS} kills (seed {seed:#x}, last rounds {rounds:?}); read back: {}; {}; then booted: {}",
+        "{KILLS} kills (seed {seed:#x}, last rounds {rounds:?}); read back: {}; {}; then booted: {}; Linux efivarfs {} then {}",
         verdict.as_deref().unwrap_or("no VARCHECK line"),
         store_line.as_deref().map_or("no store line", |l| l.trim()),
-        marker.map_or("no marker".into(), |m| m.variant)
+        marker.map_or("no marker".into(), |m| m.variant),
+        efivar[0],
+        efivar[1]
     );
     if ok {
         println!(

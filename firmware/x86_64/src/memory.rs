@@ -21,8 +21,88 @@ pub type Map = MemoryMap<256>;
 /// stale memory map from a current one.
 pub static MAP: Mutex<UefiMemory<256>> = Mutex::new(UefiMemory::empty());
 
+/// Two heaps behind one allocator: the boot heap (boot-services data, the
+/// OS's after ExitBootServices) and a small runtime heap (runtime-services
+/// data) for what runtime services keep — the variable stores. Allocation
+/// goes to the runtime heap while [`RuntimeHeap`] guards are live and
+/// always after ExitBootServices; a free goes to whichever heap holds it.
+struct Heaps {
+    boot: LockedHeap,
+    runtime: LockedHeap,
+}
+
 #[global_allocator]
-static HEAP: LockedHeap = LockedHeap::empty();
+static HEAPS: Heaps = Heaps { boot: LockedHeap::empty(), runtime: LockedHeap::empty() };
+/// Guards live, plus one for good after ExitBootServices.
+static RUNTIME_USERS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+static RUNTIME_RANGE: spin::Once<(u64, u64)> = spin::Once::new();
+
+// SAFETY: both heaps are linked_list_allocator heaps over disjoint ranges;
+// a pointer is returned to the heap whose range holds it.
+unsafe impl core::alloc::GlobalAlloc for Heaps {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        if RUNTIME_USERS.load(core::sync::atomic::Ordering::Relaxed) > 0 && RUNTIME_RANGE.get().is_some() {
+            // SAFETY: forwarded with the caller's layout.
+            unsafe { self.runtime.alloc(layout) }
+        } else {
+            // SAFETY: as above.
+            unsafe { self.boot.alloc(layout) }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
+        let a = ptr as u64;
+        if RUNTIME_RANGE.get().is_some_and(|&(s, e)| (s..e).contains(&a)) {
+            // SAFETY: allocated from the runtime heap (its range holds it).
+            unsafe { self.runtime.dealloc(ptr, layout) }
+        } else {
+            // SAFETY: allocated from the boot heap.
+            unsafe { self.boot.dealloc(ptr, layout) }
+        }
+    }
+}
+
+/// While alive, allocations come from the runtime heap.
+pub struct RuntimeHeap(());
+
+impl RuntimeHeap {
+    pub fn enter() -> RuntimeHeap {
+        RUNTIME_USERS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        RuntimeHeap(())
+    }
+
+    /// From ExitBootServices on, everything comes from the runtime heap.
+    pub fn forever() {
+        core::mem::forget(Self::enter());
+    }
+}
+
+impl Drop for RuntimeHeap {
+    fn drop(&mut self) {
+        RUNTIME_USERS.fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Set up the runtime heap (`pages` of runtime-services data); false if
+/// there is no room.
+pub fn init_runtime_heap(pages: u64) -> bool {
+    if RUNTIME_RANGE.get().is_some() {
+        return true;
+    }
+    let at = MAP.lock().map_mut().allocate_in_range(
+        pages,
+        PAGE_SIZE,
+        LOW_LIMIT,
+        FOUR_GIB - 1,
+        MemKind::Allocated(6), // EfiRuntimeServicesData
+        Strategy::TopDown,
+    );
+    let Ok(at) = at else { return false };
+    // SAFETY: just allocated for this heap and used by nothing else.
+    unsafe { HEAPS.runtime.lock().init(at as usize as *mut u8, (pages * PAGE_SIZE) as usize) };
+    RUNTIME_RANGE.call_once(|| (at, at + pages * PAGE_SIZE));
+    true
+}
 
 /// The heap's range, for fault reports.
 static HEAP_RANGE: spin::Once<(u64, u64)> = spin::Once::new();
@@ -118,7 +198,7 @@ pub fn init(info: &pvh::BootInfo) {
     match heap {
         Ok(h) => {
             // SAFETY: the range was just allocated for the heap and is used by nothing else.
-            unsafe { HEAP.lock().init(h as usize as *mut u8, (heap_pages * PAGE_SIZE) as usize) };
+            unsafe { HEAPS.boot.lock().init(h as usize as *mut u8, (heap_pages * PAGE_SIZE) as usize) };
             HEAP_RANGE.call_once(|| (h, h + heap_pages * PAGE_SIZE));
         }
         Err(e) => {

@@ -6,7 +6,11 @@
 //!
 //! After ExitBootServices only what is published in the EFI_RT_PROPERTIES
 //! table keeps working: these functions then touch nothing but Ember's own
-//! image (reported as runtime memory) and I/O ports — never the heap.
+//! image (reported as runtime memory), the runtime heap (runtime-services
+//! data, where the variable stores live), the variable flash (runtime
+//! MMIO) and I/O ports — never the boot heap. Addresses stay physical:
+//! Ember does not relocate itself at SetVirtualAddressMap, which works with
+//! OSes that keep the 1:1 mapping of runtime regions (Linux on x86_64).
 
 use crate::arch::io::{inb, outb};
 use alloc::vec::Vec;
@@ -37,12 +41,25 @@ pub const SUPPORTED_AT_RUNTIME: u32 = efi::RT_SUPPORTED_GET_TIME
     | efi::RT_SUPPORTED_SET_VIRTUAL_ADDRESS_MAP
     | efi::RT_SUPPORTED_CONVERT_POINTER
     | efi::RT_SUPPORTED_GET_NEXT_HIGH_MONOTONIC_COUNT
-    | efi::RT_SUPPORTED_RESET_SYSTEM;
+    | efi::RT_SUPPORTED_RESET_SYSTEM
+    | efi::RT_SUPPORTED_GET_VARIABLE
+    | efi::RT_SUPPORTED_GET_NEXT_VARIABLE_NAME
+    | efi::RT_SUPPORTED_SET_VARIABLE
+    | efi::RT_SUPPORTED_QUERY_VARIABLE_INFO;
 
 /// The persistent store, when Ember found its variable flash.
 static PERSIST: Mutex<Option<Store<Pflash>>> = Mutex::new(None);
 
+/// The runtime heap: what the variable stores keep must outlive boot
+/// services (the flash store reads its active bank, up to 270 KiB, and a
+/// compaction builds a new one in memory).
+const RUNTIME_HEAP_PAGES: u64 = 1024;
+
 pub fn init() {
+    if !crate::memory::init_runtime_heap(RUNTIME_HEAP_PAGES) {
+        log::warn!("UEFI variables: no room for the runtime heap");
+    }
+    let _rt = crate::memory::RuntimeHeap::enter();
     let mut vars = VarStore::new(VarLimits::default());
     open_persistent(&mut vars);
     *VARS.lock() = Some(vars);
@@ -61,6 +78,8 @@ fn open_persistent(vars: &mut VarStore) {
         return;
     };
     let (base, len) = (flash.base(), flash.len());
+    // The OS maps it for runtime services (EFI_MEMORY_RUNTIME MMIO).
+    let _ = crate::memory::MAP.lock().map_mut().add(base, base + u64::from(len), ember_mem::MemKind::Allocated(11));
     let t0 = crate::time::now_ns();
     match Store::open(flash, StoreConfig::default()) {
         Ok((store, report)) => {
@@ -96,6 +115,7 @@ fn persist(name: &[u16], g: &VGuid, was_nv: bool, now: Option<(u32, Vec<u8>)>) -
 
 /// Switch to the after-ExitBootServices rules.
 pub fn enter_runtime() {
+    crate::memory::RuntimeHeap::forever();
     if let Some(v) = VARS.lock().as_mut() {
         v.exit_boot_services();
     }
@@ -322,9 +342,8 @@ unsafe fn name_at<'a>(p: *const u16) -> Option<&'a [u16]> {
 }
 
 pub extern "efiapi" fn get_variable(name: *mut u16, g: *mut Guid, attrs: *mut u32, size: *mut usize, data: *mut core::ffi::c_void) -> Status {
-    if at_runtime() {
-        return Status::UNSUPPORTED;
-    }
+    // What the stores allocate must survive ExitBootServices.
+    let _rt = crate::memory::RuntimeHeap::enter();
     // SAFETY: the caller's name string.
     let (Some(n), Some(g)) = (unsafe { name_at(name) }, vguid(g)) else { return Status::INVALID_PARAMETER };
     if size.is_null() {
@@ -360,9 +379,8 @@ pub extern "efiapi" fn get_variable(name: *mut u16, g: *mut Guid, attrs: *mut u3
 }
 
 pub extern "efiapi" fn get_next_variable_name(size: *mut usize, name: *mut u16, g: *mut Guid) -> Status {
-    if at_runtime() {
-        return Status::UNSUPPORTED;
-    }
+    // What the stores allocate must survive ExitBootServices.
+    let _rt = crate::memory::RuntimeHeap::enter();
     if size.is_null() || name.is_null() || g.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -396,9 +414,8 @@ pub extern "efiapi" fn get_next_variable_name(size: *mut usize, name: *mut u16, 
 }
 
 pub extern "efiapi" fn set_variable(name: *mut u16, g: *mut Guid, attrs: u32, size: usize, data: *mut core::ffi::c_void) -> Status {
-    if at_runtime() {
-        return Status::UNSUPPORTED;
-    }
+    // What the stores allocate must survive ExitBootServices.
+    let _rt = crate::memory::RuntimeHeap::enter();
     // SAFETY: the caller's name string.
     let (Some(n), Some(g)) = (unsafe { name_at(name) }, vguid(g)) else { return Status::INVALID_PARAMETER };
     if size != 0 && data.is_null() {
@@ -437,9 +454,8 @@ pub extern "efiapi" fn set_variable(name: *mut u16, g: *mut Guid, attrs: u32, si
 }
 
 pub extern "efiapi" fn query_variable_info(attrs: u32, max: *mut u64, remaining: *mut u64, max_var: *mut u64) -> Status {
-    if at_runtime() {
-        return Status::UNSUPPORTED;
-    }
+    // What the stores allocate must survive ExitBootServices.
+    let _rt = crate::memory::RuntimeHeap::enter();
     if max.is_null() || remaining.is_null() || max_var.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -461,6 +477,7 @@ pub extern "efiapi" fn query_variable_info(attrs: u32, max: *mut u64, remaining:
 
 /// Firmware-owned, read-only variables (e.g. SecureBoot = 0).
 pub fn set_read_only(name: &str, g: &Guid, attrs: u32, data: &[u8]) {
+    let _rt = crate::memory::RuntimeHeap::enter();
     let units: Vec<u16> = name.encode_utf16().collect();
     if let Some(s) = VARS.lock().as_mut() {
         if let Err(e) = s.set_read_only(&units, &VGuid(*g.as_bytes()), attrs, data) {
@@ -499,8 +516,13 @@ pub extern "efiapi" fn query_capsule_capabilities(_caps: *mut *mut efi::CapsuleH
 
 /// A writable variable's initial value.
 pub fn set_default(name: &str, g: &Guid, attrs: u32, data: &[u8]) {
+    let _rt = crate::memory::RuntimeHeap::enter();
     let units: Vec<u16> = name.encode_utf16().collect();
     if let Some(s) = VARS.lock().as_mut() {
+        // A value kept in the variable store wins over the default.
+        if s.get(&units, &VGuid(*g.as_bytes()), usize::MAX).is_ok() {
+            return;
+        }
         if let Err(e) = s.set(&units, &VGuid(*g.as_bytes()), attrs, data) {
             log::warn!("UEFI: variable {name}: {e}");
         }
