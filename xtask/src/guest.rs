@@ -218,9 +218,16 @@ for a in $(cat /proc/cmdline); do
   case "$a" in ember.efivar=*) EV="${a#ember.efivar=}" ;; esac
 done
 EVR=
-if [ -n "$EV" ]; then
+# systemd's loader interface: the time the loader handed over (µs since
+# reset), as Ember or systemd-boot set it ("none" without it).
+LD=none
+if [ -d /sys/firmware/efi ]; then
   insmod /lib/efivarfs.ko 2>/dev/null
   mount -t efivarfs efivarfs /sys/firmware/efi/efivars
+  L=/sys/firmware/efi/efivars/LoaderTimeExecUSec-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f
+  [ -r $L ] && LD=$(tail -c +5 $L | tr -d '\000')
+fi
+if [ -n "$EV" ]; then
   F=/sys/firmware/efi/efivars/EmberPersist-3c1f1e2e-8a3d-4b57-9e21-456d62657221
   if [ "$EV" = write ]; then
     printf '\007\000\000\000%s' "$T" > /tmp/v
@@ -229,7 +236,7 @@ if [ -n "$EV" ]; then
     EVR=" efivar=read:$(tail -c +5 $F 2>/dev/null)"
   fi
 fi
-echo "EMBER-MARKER: $V tsc=$T efi=$E efiwarn=$W tables=$TB dmi=$BV$EVR" > /dev/console
+echo "EMBER-MARKER: $V tsc=$T efi=$E efiwarn=$W tables=$TB dmi=$BV loader=$LD$EVR" > /dev/console
 poweroff -f
 "#;
 

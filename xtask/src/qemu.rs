@@ -347,6 +347,8 @@ pub struct Marker {
     pub dmi: Option<String>,
     /// What the guest wrote to or read from a UEFI variable through efivarfs.
     pub efivar: Option<String>,
+    /// systemd's LoaderTimeExecUSec as the guest reads it ("none" without).
+    pub loader: Option<String>,
 }
 
 #[derive(Debug)]
@@ -376,6 +378,7 @@ pub fn parse_marker(log: &str) -> Option<Marker> {
             tables: None,
             dmi: None,
             efivar: None,
+            loader: None,
         };
         for w in it {
             if let Some(v) = w.strip_prefix("efi=") {
@@ -388,6 +391,8 @@ pub fn parse_marker(log: &str) -> Option<Marker> {
                 m.dmi = Some(v.to_string());
             } else if let Some(v) = w.strip_prefix("efivar=") {
                 m.efivar = Some(v.to_string());
+            } else if let Some(v) = w.strip_prefix("loader=") {
+                m.loader = Some(v.to_string());
             }
         }
         Some(m)

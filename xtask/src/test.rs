@@ -316,6 +316,8 @@ struct Tables {
     qemu: bool,
     /// Some SMBIOS, whoever built it ("dmi=" not "none").
     any_dmi: bool,
+    /// systemd's loader variables (Ember as the UEFI loader sets them).
+    loader: bool,
 }
 
 impl Tables {
@@ -332,6 +334,7 @@ impl Tables {
         Tables {
             qemu: m.checks_tables(),
             any_dmi: m.wants_dmi(),
+            loader: m != Machine::Q35Ovmf,
         }
     }
 }
@@ -383,6 +386,20 @@ fn print_verdict(
                 && m.dmi.as_deref().is_none_or(|d| d == "none") =>
         {
             Err("the guest sees no SMBIOS (\"DMI not present\")".into())
+        }
+        (Some(m), _)
+            if m.variant == expect
+                && tables.loader
+                && efi == Some(true)
+                && !m
+                    .loader
+                    .as_deref()
+                    .is_some_and(|l| l.parse::<u64>().is_ok_and(|v| v > 0)) =>
+        {
+            Err(format!(
+                "the guest finds no LoaderTimeExecUSec (systemd's loader interface): {:?}",
+                m.loader
+            ))
         }
         (Some(m), _) if m.variant == expect && !missing.is_empty() => Err(format!(
             "booted `{expect}` but the log lacks {}",

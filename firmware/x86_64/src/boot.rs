@@ -133,6 +133,7 @@ fn read_uki(fs: &mut FileSystem<Slice<SharedDisk>>, name: &str, path: &str) -> R
 
 /// Try every disk in turn; returns only if nothing could be booted.
 pub fn run(disks: &mut [Disk], rsdp: u64, vmm_cmdline: &str, mode: Mode) {
+    crate::efi::loader_vars::mark_init();
     for di in 0..disks.len() {
         let disk = &disks[di];
         let t0 = time::since_start_us();
@@ -264,6 +265,7 @@ fn boot_uefi(disks: &[Disk], di: usize, c: &Candidate, path: &str, initrds: &[St
     crate::efi::init(disks, rsdp).map_err(|e| format!("cannot start the UEFI layer: {e}"))?;
     let first = c.source.part.first_lba;
     let part = crate::efi::partition_handle(di, first).ok_or("the partition has no UEFI handle")?;
+    crate::efi::loader_vars::publish(c.source.part.unique_guid.as_ref(), path);
     let offered = match crate::efi::initrd::sfs_of(part) {
         Some(sfs) => crate::efi::initrd::offer(sfs, initrds),
         None => None,

@@ -128,3 +128,9 @@ pub fn stall_us(us: u64) {
         core::hint::spin_loop();
     }
 }
+
+/// Microseconds since the CPU came out of reset (the TSC counts from there,
+/// whoever ran before Ember): the clock systemd's loader interface uses.
+pub fn since_reset_us() -> u64 {
+    ticks_to_ns(rdtsc()) / 1000
+}

@@ -17,6 +17,7 @@ pub mod memory;
 pub mod runtime;
 pub mod services;
 pub mod initrd;
+pub mod loader_vars;
 pub mod platform;
 pub mod protocols;
 pub mod rng;

@@ -475,6 +475,17 @@ pub extern "efiapi" fn query_variable_info(attrs: u32, max: *mut u64, remaining:
     }
 }
 
+/// Set (or replace) a volatile variable on the firmware's behalf.
+pub fn set_volatile(name: &str, g: &Guid, attrs: u32, data: &[u8]) {
+    let _rt = crate::memory::RuntimeHeap::enter();
+    let units: Vec<u16> = name.encode_utf16().collect();
+    if let Some(s) = VARS.lock().as_mut() {
+        if let Err(e) = s.set(&units, &VGuid(*g.as_bytes()), attrs, data) {
+            log::warn!("UEFI: variable {name}: {e}");
+        }
+    }
+}
+
 /// Firmware-owned, read-only variables (e.g. SecureBoot = 0).
 pub fn set_read_only(name: &str, g: &Guid, attrs: u32, data: &[u8]) {
     let _rt = crate::memory::RuntimeHeap::enter();
