@@ -42,4 +42,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = devpath::from_text(s);
         let _ = devpath::node_from_text(s);
     }
+    // The input as a Boot#### load option: what parses must encode and
+    // parse back to the same option, with a well-formed single-instance path.
+    if let Ok(o) = ember_uefi_data::loadopt::LoadOption::parse(data) {
+        let dp = DevicePath::parse(&o.file_path).expect("parsed option carries a valid path");
+        assert!(!dp.is_multi_instance(), "file path keeps only the first instance");
+        let again = ember_uefi_data::loadopt::LoadOption::parse(&o.to_bytes()).expect("re-encoded option parses");
+        assert_eq!(again, o, "load option round trip");
+    }
 });

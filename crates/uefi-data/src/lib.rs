@@ -1,6 +1,7 @@
 //! UEFI data structures that need no hardware access: device paths
 //! ([`devpath`]), the UEFI view of Ember's memory map plus the pool
-//! allocator's bookkeeping ([`memmap`]), and the variable store ([`vars`]).
+//! allocator's bookkeeping ([`memmap`]), the variable store ([`vars`]) and
+//! `Boot####` load options ([`loadopt`]).
 //!
 //! Everything here is pure: the firmware copies bytes in and out of guest
 //! memory and calls these functions on slices, so all parsing of values
@@ -12,6 +13,7 @@ extern crate alloc;
 
 pub mod devpath;
 mod guid;
+pub mod loadopt;
 pub mod memmap;
 pub mod status;
 pub mod vars;
