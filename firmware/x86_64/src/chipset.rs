@@ -25,16 +25,6 @@ pub const Q35_ECAM_SIZE: u64 = 256 << 20;
 
 const HOST: Bdf = Bdf { bus: 0, device: 0, function: 0 };
 
-fn write8(cfg: &mut PortIo, bdf: Bdf, off: u16, v: u8) {
-    let shift = u32::from(off & 3) * 8;
-    let old = cfg.read32(bdf, off & !3);
-    cfg.write32(bdf, off & !3, (old & !(0xff << shift)) | u32::from(v) << shift);
-}
-
-fn read8(cfg: &mut PortIo, bdf: Bdf, off: u16) -> u8 {
-    (cfg.read32(bdf, off & !3) >> (u32::from(off & 3) * 8)) as u8
-}
-
 /// PIRQ lines A-D (and E-H on ICH9) to ISA IRQs 10 and 11, as other PC
 /// firmware does; Linux reads them back through the DSDT's link devices.
 const PIRQ_IRQS: [u8; 4] = [10, 10, 11, 11];
@@ -66,37 +56,37 @@ pub unsafe fn init() -> Option<Chipset> {
             cfg.write32(HOST, 0x60, Q35_ECAM_BASE as u32 | 1);
             // PAM0-6 (0x90-0x96): 0xC0000-0xFFFFF read/write RAM, so the
             // F segment can hold the SMBIOS and RSDP anchors legacy OSes scan for.
-            write8(&mut cfg, HOST, 0x90, 0x30);
+            cfg.write8(HOST, 0x90, 0x30);
             for off in 0x91..=0x96 {
-                write8(&mut cfg, HOST, off, 0x33);
+                cfg.write8(HOST, off, 0x33);
             }
             let lpc = Bdf { bus: 0, device: 0x1f, function: 0 };
             // PMBASE (0x40) and ACPI_EN in ACPI_CNTL (0x44): the PM1 and GPE
             // blocks QEMU's FADT describes.
             cfg.write32(lpc, 0x40, 0x600 | 1);
-            let cntl = read8(&mut cfg, lpc, 0x44);
-            write8(&mut cfg, lpc, 0x44, cntl | 0x80);
+            let cntl = cfg.read8(lpc, 0x44);
+            cfg.write8(lpc, 0x44, cntl | 0x80);
             for (i, irq) in PIRQ_IRQS.iter().enumerate() {
-                write8(&mut cfg, lpc, 0x60 + i as u16, *irq);
-                write8(&mut cfg, lpc, 0x68 + i as u16, *irq);
+                cfg.write8(lpc, 0x60 + i as u16, *irq);
+                cfg.write8(lpc, 0x68 + i as u16, *irq);
             }
         }
         Chipset::I440fx => {
             // PAM0-6 (0x59-0x5f).
-            write8(&mut cfg, HOST, 0x59, 0x30);
+            cfg.write8(HOST, 0x59, 0x30);
             for off in 0x5a..=0x5f {
-                write8(&mut cfg, HOST, off, 0x33);
+                cfg.write8(HOST, off, 0x33);
             }
             let isa = Bdf { bus: 0, device: 1, function: 0 };
             for (i, irq) in PIRQ_IRQS.iter().enumerate() {
-                write8(&mut cfg, isa, 0x60 + i as u16, *irq);
+                cfg.write8(isa, 0x60 + i as u16, *irq);
             }
             // PIIX4 PM (00:01.3): PMBA at 0x40, PMIOSE in PMREGMISC (0x80).
             let pm = Bdf { bus: 0, device: 1, function: 3 };
             if cfg.read32(pm, 0) == 0x7113_8086 {
                 cfg.write32(pm, 0x40, 0xb000 | 1);
-                let misc = read8(&mut cfg, pm, 0x80);
-                write8(&mut cfg, pm, 0x80, misc | 1);
+                let misc = cfg.read8(pm, 0x80);
+                cfg.write8(pm, 0x80, misc | 1);
             }
         }
     }
