@@ -27,13 +27,28 @@ pub struct FwCfg {
 
 /// Why a transfer failed.
 #[derive(Debug)]
-pub struct DmaError;
+pub enum DmaError {
+    /// The device set the error bit.
+    Device,
+    /// The device never finished (a VMM that does not complete DMA
+    /// synchronously would otherwise hang Ember here).
+    Timeout,
+    /// A write needs the DMA interface, which this fw_cfg lacks.
+    NoDma,
+}
 
 impl core::fmt::Display for DmaError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("fw_cfg DMA transfer reported an error")
+        f.write_str(match self {
+            DmaError::Device => "fw_cfg DMA transfer reported an error",
+            DmaError::Timeout => "fw_cfg DMA transfer did not finish within 1 s",
+            DmaError::NoDma => "fw_cfg has no DMA interface (needed for writes)",
+        })
     }
 }
+
+/// How long a DMA transfer may take (QEMU completes them synchronously).
+const DMA_TIMEOUT_NS: u64 = 1_000_000_000;
 
 fn select(key: u16) {
     // SAFETY: the fw_cfg selector port (probe's contract).
@@ -168,7 +183,7 @@ impl FwCfg {
     /// the data port were removed from QEMU).
     pub fn write(&mut self, key: u16, offset: u32, bytes: &[u8]) -> Result<(), DmaError> {
         if !self.dma {
-            return Err(DmaError);
+            return Err(DmaError::NoDma);
         }
         // SAFETY: the skip only moves fw_cfg's offset; nothing is written to memory.
         unsafe { self.dma(DmaAccess::skip(Some(key), offset))? };
@@ -190,11 +205,16 @@ impl FwCfg {
             outl(PORT_DMA, high.to_be());
             outl(PORT_DMA_LOW, low.to_be());
         }
+        let t0 = crate::time::now_ns();
         loop {
             // SAFETY: `cmd` is ours; QEMU updates it in place, hence volatile.
             match unsafe { core::ptr::read_volatile(ptr) }.status() {
                 DmaStatus::Done => return Ok(()),
-                DmaStatus::Error => return Err(DmaError),
+                DmaStatus::Error => return Err(DmaError::Device),
+                DmaStatus::Busy if crate::time::now_ns() - t0 > DMA_TIMEOUT_NS => {
+                    log::error!("fw_cfg: {}", DmaError::Timeout);
+                    return Err(DmaError::Timeout);
+                }
                 DmaStatus::Busy => core::hint::spin_loop(),
             }
         }
