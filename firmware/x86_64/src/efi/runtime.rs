@@ -429,6 +429,15 @@ pub extern "efiapi" fn set_variable(name: *mut u16, g: *mut Guid, attrs: u32, si
     };
     let mut vars = VARS.lock();
     let Some(store) = vars.as_mut() else { return Status::DEVICE_ERROR };
+    if PERSIST.lock().is_none() {
+        // No flash: memory is the whole store.
+        return match store.set(n, &g, attrs, d) {
+            Ok(()) => Status::SUCCESS,
+            Err(e) => Status::from_usize(e.efi_status()),
+        };
+    }
+    // With flash, the old and new values are needed to mirror the change
+    // (and to undo it if the flash refuses).
     let before = store.get(n, &g, usize::MAX).ok().map(|(a, v)| (a, v.to_vec()));
     if let Err(e) = store.set(n, &g, attrs, d) {
         return Status::from_usize(e.efi_status());
