@@ -89,15 +89,8 @@ pub fn init_runtime_heap(pages: u64) -> bool {
     if RUNTIME_RANGE.get().is_some() {
         return true;
     }
-    let at = MAP.lock().map_mut().allocate_in_range(
-        pages,
-        PAGE_SIZE,
-        LOW_LIMIT,
-        FOUR_GIB - 1,
-        MemKind::Allocated(6), // EfiRuntimeServicesData
-        Strategy::TopDown,
-    );
-    let Ok(at) = at else { return false };
+    // EfiRuntimeServicesData: the OS keeps it for runtime services.
+    let Some(at) = alloc_below_4g(pages * PAGE_SIZE, PAGE_SIZE, MemKind::Allocated(6)) else { return false };
     // SAFETY: just allocated for this heap and used by nothing else.
     unsafe { HEAPS.runtime.lock().init(at as usize as *mut u8, (pages * PAGE_SIZE) as usize) };
     RUNTIME_RANGE.call_once(|| (at, at + pages * PAGE_SIZE));
@@ -150,13 +143,18 @@ fn cmos_fallback(map: &mut Map) {
     );
 }
 
+/// Allocate `bytes` (whole pages, at least one) of `kind` between 1 MiB
+/// and 4 GiB, top-down, aligned to `align` (at least a page).
+pub fn alloc_below_4g(bytes: u64, align: u64, kind: MemKind) -> Option<u64> {
+    MAP.lock()
+        .map_mut()
+        .allocate_in_range(bytes.div_ceil(PAGE_SIZE).max(1), align.max(PAGE_SIZE), LOW_LIMIT, FOUR_GIB - 1, kind, Strategy::TopDown)
+        .ok()
+}
+
 /// Allocate zeroed pages for Ember's own use (tables, DMA rings), below 4 GiB.
 pub fn alloc_pages(pages: u64) -> Option<u64> {
-    let a = MAP
-        .lock()
-        .map_mut()
-        .allocate_in_range(pages, PAGE_SIZE, LOW_LIMIT, FOUR_GIB - 1, MemKind::FirmwareData, Strategy::TopDown)
-        .ok()?;
+    let a = alloc_below_4g(pages * PAGE_SIZE, PAGE_SIZE, MemKind::FirmwareData)?;
     // SAFETY: just allocated for Ember in the map; identity-mapped below 4 GiB.
     unsafe { phys::bytes_mut(a, (pages * PAGE_SIZE) as usize) }.fill(0);
     Some(a)

@@ -12,7 +12,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use ember_fwcfg::{HostError, LoaderHost, Zone};
-use ember_mem::{MemKind, Strategy, PAGE_SIZE};
+use ember_mem::{MemKind, PAGE_SIZE};
 use spin::{Mutex, Once};
 
 static CHIPSET: Once<Option<Chipset>> = Once::new();
@@ -125,12 +125,7 @@ impl LoaderHost for Host<'_> {
                 // The tables themselves are reclaimable once parsed; other
                 // blobs (FACS inside them aside) are shared with QEMU.
                 let kind = MemKind::Allocated(if name == "etc/acpi/tables" { EFI_ACPI_RECLAIM } else { EFI_ACPI_NVS });
-                let pages = u64::from(size).div_ceil(PAGE_SIZE).max(1);
-                memory::MAP
-                    .lock()
-                    .map_mut()
-                    .allocate_in_range(pages, u64::from(align).max(PAGE_SIZE), 1 << 20, (1 << 32) - 1, kind, Strategy::TopDown)
-                    .map_err(|_| HostError::NoMemory)
+                memory::alloc_below_4g(u64::from(size), u64::from(align), kind).ok_or(HostError::NoMemory)
             }
         }
     }
@@ -166,18 +161,7 @@ pub fn install_acpi(fw: &mut FwCfg) -> Option<u64> {
 
 /// Allocate SMBIOS memory (runtime data: the OS keeps it).
 fn smbios_alloc(len: usize) -> Option<u64> {
-    memory::MAP
-        .lock()
-        .map_mut()
-        .allocate_in_range(
-            (len as u64).div_ceil(PAGE_SIZE).max(1),
-            PAGE_SIZE,
-            1 << 20,
-            (1 << 32) - 1,
-            MemKind::Allocated(EFI_RUNTIME_DATA),
-            Strategy::TopDown,
-        )
-        .ok()
+    memory::alloc_below_4g(len as u64, PAGE_SIZE, MemKind::Allocated(EFI_RUNTIME_DATA))
 }
 
 /// Place an entry point: in the F segment when Ember owns it (legacy
