@@ -396,9 +396,12 @@ pub fn place_kernel<const N: usize>(
 ) -> Result<u64, LinuxError> {
     let pages = pages_for(bz.load_size());
     let pref = bz.pref_address();
-    let pref_fits = pref
-        .checked_add(bz.load_size())
-        .is_some_and(|end| end - 1 <= bz.data_limit());
+    // Below 1 MiB is the real-mode area (BIOS data, EBDA, ROMs): a header
+    // naming it is taken as no preference at all.
+    let pref_fits = pref >= ONE_MIB
+        && pref
+            .checked_add(bz.load_size())
+            .is_some_and(|end| end - 1 <= bz.data_limit());
     if pref_fits && map.allocate_at(pref, pages, MemKind::Kernel).is_ok() {
         return Ok(pref);
     }

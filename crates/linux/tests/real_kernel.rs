@@ -518,3 +518,27 @@ fn mutated_headers_never_panic() {
     // Some mutations only touch fields parse does not check.
     assert!(parsed > 0);
 }
+
+/// A pref_address in the real-mode area is no preference: a relocatable
+/// kernel goes to 1 MiB or above, a fixed one is refused (found by the
+/// bzimage fuzz target: pref_address 0 on a map with RAM at 0).
+#[test]
+fn pref_address_below_1mib_is_not_honoured() {
+    // pref_address is the u64 at 0x258.
+    let img = corrupt(0x258, &[0; 8]);
+    let bz = BzImage::parse(&img, FILE_SIZE).unwrap();
+    assert_eq!(bz.pref_address(), 0);
+    let mut map = ram_map(&[(0, 0x9f000), (MIB, GIB)]);
+    let at = place_kernel(&bz, &mut map).unwrap();
+    assert!(at >= MIB, "placed at {at:#x}");
+    assert_eq!(map.kind_at(0), Some(MemKind::Free));
+
+    let mut fixed = corrupt(0x258, &[0; 8]);
+    fixed[0x234] = 0; // not relocatable
+    let bz = BzImage::parse(&fixed, FILE_SIZE).unwrap();
+    let mut map = ram_map(&[(0, 0x9f000), (MIB, GIB)]);
+    assert_eq!(
+        place_kernel(&bz, &mut map),
+        Err(LinuxError::PreferredAddressTaken { pref_address: 0 })
+    );
+}
