@@ -365,7 +365,10 @@ pub struct Outcome {
 /// Find the marker line. It may share a line with kernel output that raced it,
 /// so search anywhere in a line rather than only at its start.
 pub fn parse_marker(log: &str) -> Option<Marker> {
-    log.lines().find_map(|l| {
+    // Only complete lines: the serial log is read while the guest writes
+    // it, and a half-written marker line would lose its later fields.
+    let complete = &log[..log.rfind('\n').map_or(0, |i| i + 1)];
+    complete.lines().find_map(|l| {
         let rest = &l[l.find(MARKER)? + MARKER.len()..];
         let mut it = rest.split_whitespace();
         let variant = it.next()?.to_string();
@@ -524,6 +527,16 @@ mod tests {
         let log = "[    1.6] Run /init as init process\n[    1.7] random: crngEMBER-MARKER: fat12 tsc=1639703499\r\n";
         let m = parse_marker(log).expect("marker");
         assert_eq!((m.variant.as_str(), m.tsc), ("fat12", 1_639_703_499));
+    }
+
+    #[test]
+    fn a_marker_line_still_being_written_is_not_read() {
+        let partial = "EMBER-MARKER: uki tsc=1671578633 efi=1 efiwarn=0";
+        assert!(parse_marker(partial).is_none());
+        let whole = format!("{partial} tables=ok dmi=Ember loader=4938\n");
+        let m = parse_marker(&whole).expect("marker");
+        assert_eq!(m.tables.as_deref(), Some("ok"));
+        assert_eq!(m.loader.as_deref(), Some("4938"));
     }
 
     #[test]
