@@ -28,7 +28,13 @@ impl MemDisk {
         if rem != 0 {
             data.resize(data.len() + 512 - rem, 0);
         }
-        MemDisk { data, block_size: 512, read_only: false, reads: 0, writes: 0 }
+        MemDisk {
+            data,
+            block_size: 512,
+            read_only: false,
+            reads: 0,
+            writes: 0,
+        }
     }
 }
 
@@ -74,9 +80,16 @@ pub struct FileDisk {
 impl FileDisk {
     /// Open an image; `writable` selects read-write access.
     pub fn open(path: &std::path::Path, writable: bool) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new().read(true).write(writable).open(path)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(path)?;
         let blocks = file.metadata()?.len() / 512;
-        Ok(FileDisk { file, blocks, read_only: !writable })
+        Ok(FileDisk {
+            file,
+            blocks,
+            read_only: !writable,
+        })
     }
 }
 
@@ -89,7 +102,9 @@ impl BlockDevice for FileDisk {
     }
     fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError> {
         check_request(lba, buf.len(), 512, self.blocks)?;
-        self.file.seek(SeekFrom::Start(lba * 512)).map_err(|_| BlockError::Io(1))?;
+        self.file
+            .seek(SeekFrom::Start(lba * 512))
+            .map_err(|_| BlockError::Io(1))?;
         self.file.read_exact(buf).map_err(|_| BlockError::Io(1))
     }
     fn write_blocks(&mut self, lba: u64, buf: &[u8]) -> Result<(), BlockError> {
@@ -97,7 +112,9 @@ impl BlockDevice for FileDisk {
             return Err(BlockError::ReadOnly);
         }
         check_request(lba, buf.len(), 512, self.blocks)?;
-        self.file.seek(SeekFrom::Start(lba * 512)).map_err(|_| BlockError::Io(1))?;
+        self.file
+            .seek(SeekFrom::Start(lba * 512))
+            .map_err(|_| BlockError::Io(1))?;
         self.file.write_all(buf).map_err(|_| BlockError::Io(1))
     }
     fn flush(&mut self) -> Result<(), BlockError> {
@@ -121,10 +138,19 @@ mod tests {
         let mut b = [0u8; 512];
         s.read_blocks(1, &mut b).unwrap();
         assert_eq!(b[0], 0xAB);
-        assert!(matches!(s.read_blocks(8, &mut b), Err(BlockError::OutOfRange { .. })));
-        assert!(matches!(s.read_blocks(u64::MAX, &mut b), Err(BlockError::OutOfRange { .. })));
+        assert!(matches!(
+            s.read_blocks(8, &mut b),
+            Err(BlockError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            s.read_blocks(u64::MAX, &mut b),
+            Err(BlockError::OutOfRange { .. })
+        ));
         let mut odd = [0u8; 100];
-        assert!(matches!(s.read_blocks(0, &mut odd), Err(BlockError::Misaligned { .. })));
+        assert!(matches!(
+            s.read_blocks(0, &mut odd),
+            Err(BlockError::Misaligned { .. })
+        ));
         assert!(Slice::new(&mut d, 10, 7).is_err());
     }
 

@@ -12,7 +12,11 @@ use core::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockError {
     /// The request reaches past the end of the device.
-    OutOfRange { lba: u64, blocks: u64, capacity: u64 },
+    OutOfRange {
+        lba: u64,
+        blocks: u64,
+        capacity: u64,
+    },
     /// The buffer length is not a whole number of blocks.
     Misaligned { len: usize, block_size: u32 },
     /// A write or flush on a read-only device.
@@ -28,13 +32,20 @@ pub enum BlockError {
 impl fmt::Display for BlockError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BlockError::OutOfRange { lba, blocks, capacity } => write!(
+            BlockError::OutOfRange {
+                lba,
+                blocks,
+                capacity,
+            } => write!(
                 f,
                 "blocks {lba}..{} beyond end of device ({capacity} blocks)",
                 lba.saturating_add(*blocks)
             ),
             BlockError::Misaligned { len, block_size } => {
-                write!(f, "buffer of {len} bytes is not a multiple of {block_size}-byte blocks")
+                write!(
+                    f,
+                    "buffer of {len} bytes is not a multiple of {block_size}-byte blocks"
+                )
             }
             BlockError::ReadOnly => f.write_str("device is read-only"),
             BlockError::Io(s) => write!(f, "I/O error (status {s})"),
@@ -66,7 +77,8 @@ pub trait BlockDevice {
     }
     /// Size in bytes.
     fn size_bytes(&self) -> u64 {
-        self.num_blocks().saturating_mul(u64::from(self.block_size()))
+        self.num_blocks()
+            .saturating_mul(u64::from(self.block_size()))
     }
 }
 
@@ -105,7 +117,11 @@ pub fn check_request(
     let blocks = (len / bs) as u64;
     match lba.checked_add(blocks) {
         Some(end) if end <= capacity => Ok(blocks),
-        _ => Err(BlockError::OutOfRange { lba, blocks, capacity }),
+        _ => Err(BlockError::OutOfRange {
+            lba,
+            blocks,
+            capacity,
+        }),
     }
 }
 
@@ -122,7 +138,11 @@ impl<D: BlockDevice> Slice<D> {
         let cap = inner.num_blocks();
         match start.checked_add(len) {
             Some(end) if end <= cap => Ok(Slice { inner, start, len }),
-            _ => Err(BlockError::OutOfRange { lba: start, blocks: len, capacity: cap }),
+            _ => Err(BlockError::OutOfRange {
+                lba: start,
+                blocks: len,
+                capacity: cap,
+            }),
         }
     }
     /// First block of the window on the underlying device.

@@ -13,7 +13,9 @@ pub fn os_release_value(text: &str, key: &str) -> Option<String> {
         if line.starts_with('#') {
             continue;
         }
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         if k.trim() != key {
             continue;
         }
@@ -48,14 +50,24 @@ pub fn os_release_value(text: &str, key: &str) -> Option<String> {
 /// Title: `PRETTY_NAME`, else `NAME`, else the id. Version: `IMAGE_VERSION`,
 /// else `VERSION`, else `VERSION_ID`, else `BUILD_ID`. Sort key: `IMAGE_ID`,
 /// else `ID`. Options: the `.cmdline` text. The `efi` path is `path`.
-pub fn uki_entry(file_name: &str, path: &str, osrel: &[u8], cmdline: Option<&[u8]>) -> Result<Entry, EntryError> {
+pub fn uki_entry(
+    file_name: &str,
+    path: &str,
+    osrel: &[u8],
+    cmdline: Option<&[u8]>,
+) -> Result<Entry, EntryError> {
     let file = || file_name.to_string();
     if osrel.len() > MAX_FILE_SIZE || cmdline.is_some_and(|c| c.len() > MAX_FILE_SIZE) {
-        return Err(EntryError::TooLarge { file: file(), size: osrel.len().max(cmdline.map_or(0, <[u8]>::len)) });
+        return Err(EntryError::TooLarge {
+            file: file(),
+            size: osrel.len().max(cmdline.map_or(0, <[u8]>::len)),
+        });
     }
     let stem = file_name
         .get(..file_name.len().saturating_sub(4))
-        .filter(|_| file_name.len() > 4 && file_name[file_name.len() - 4..].eq_ignore_ascii_case(".efi"))
+        .filter(|_| {
+            file_name.len() > 4 && file_name[file_name.len() - 4..].eq_ignore_ascii_case(".efi")
+        })
         .ok_or_else(|| EntryError::BadFileName { file: file() })?;
     let (id, tries_left, tries_done) = split_counter(stem);
     if id.is_empty() || id.contains(['/', '\\']) {
@@ -63,12 +75,22 @@ pub fn uki_entry(file_name: &str, path: &str, osrel: &[u8], cmdline: Option<&[u8
     }
     // os-release is UTF-8 by definition; a NUL may end the section early.
     let osrel = osrel.split(|&b| b == 0).next().unwrap_or(&[]);
-    let text = core::str::from_utf8(osrel).map_err(|e| EntryError::NotUtf8 { file: file(), line: crate::line_of(osrel, e.valid_up_to()) })?;
-    let first = |keys: &[&str]| keys.iter().find_map(|k| os_release_value(text, k)).filter(|v| !v.is_empty());
+    let text = core::str::from_utf8(osrel).map_err(|e| EntryError::NotUtf8 {
+        file: file(),
+        line: crate::line_of(osrel, e.valid_up_to()),
+    })?;
+    let first = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| os_release_value(text, k))
+            .filter(|v| !v.is_empty())
+    };
     let options = match cmdline {
         Some(c) => {
             let c = c.split(|&b| b == 0).next().unwrap_or(&[]);
-            let s = core::str::from_utf8(c).map_err(|e| EntryError::NotUtf8 { file: file(), line: crate::line_of(c, e.valid_up_to()) })?;
+            let s = core::str::from_utf8(c).map_err(|e| EntryError::NotUtf8 {
+                file: file(),
+                line: crate::line_of(c, e.valid_up_to()),
+            })?;
             let s = s.trim();
             (!s.is_empty()).then(|| s.to_string())
         }
@@ -96,7 +118,13 @@ mod tests {
 
     #[test]
     fn osrel_fields_map_like_systemd_boot() {
-        let e = uki_entry("debian-6.1.0-13+2-1.efi", "/EFI/Linux/debian-6.1.0-13+2-1.efi", OSREL, Some(b"root=UUID=x ro quiet\n\0")).unwrap();
+        let e = uki_entry(
+            "debian-6.1.0-13+2-1.efi",
+            "/EFI/Linux/debian-6.1.0-13+2-1.efi",
+            OSREL,
+            Some(b"root=UUID=x ro quiet\n\0"),
+        )
+        .unwrap();
         assert_eq!(e.id, "debian-6.1.0-13");
         assert_eq!(e.tries_left, Some(2));
         assert_eq!(e.tries_done, Some(1));
@@ -123,19 +151,37 @@ mod tests {
     fn quoting_and_escapes() {
         let t = "A='single quoted'\nB=\"with \\\"escaped\\\" quote\"\nC=bare\n";
         assert_eq!(os_release_value(t, "A").as_deref(), Some("single quoted"));
-        assert_eq!(os_release_value(t, "B").as_deref(), Some("with \"escaped\" quote"));
+        assert_eq!(
+            os_release_value(t, "B").as_deref(),
+            Some("with \"escaped\" quote")
+        );
         assert_eq!(os_release_value(t, "C").as_deref(), Some("bare"));
         assert_eq!(os_release_value(t, "D"), None);
     }
 
     #[test]
     fn hostile_sections_are_errors() {
-        assert!(matches!(uki_entry("x.efi", "/x.efi", b"\xff\xfe", None), Err(EntryError::NotUtf8 { .. })));
-        assert!(matches!(uki_entry("x.efi", "/x.efi", b"ID=a", Some(b"\xc3")), Err(EntryError::NotUtf8 { .. })));
-        assert!(matches!(uki_entry(".efi", "/.efi", b"", None), Err(EntryError::BadFileName { .. })));
-        assert!(matches!(uki_entry("kernel.conf", "/k", b"", None), Err(EntryError::BadFileName { .. })));
+        assert!(matches!(
+            uki_entry("x.efi", "/x.efi", b"\xff\xfe", None),
+            Err(EntryError::NotUtf8 { .. })
+        ));
+        assert!(matches!(
+            uki_entry("x.efi", "/x.efi", b"ID=a", Some(b"\xc3")),
+            Err(EntryError::NotUtf8 { .. })
+        ));
+        assert!(matches!(
+            uki_entry(".efi", "/.efi", b"", None),
+            Err(EntryError::BadFileName { .. })
+        ));
+        assert!(matches!(
+            uki_entry("kernel.conf", "/k", b"", None),
+            Err(EntryError::BadFileName { .. })
+        ));
         let big = alloc::vec![b'a'; MAX_FILE_SIZE + 1];
-        assert!(matches!(uki_entry("x.efi", "/x.efi", &big, None), Err(EntryError::TooLarge { .. })));
+        assert!(matches!(
+            uki_entry("x.efi", "/x.efi", &big, None),
+            Err(EntryError::TooLarge { .. })
+        ));
         // An empty .osrel is fine: the id stands in for the title.
         let e = uki_entry("plain.efi", "/EFI/Linux/plain.efi", b"", None).unwrap();
         assert!(e.title.is_none() && e.sort_key.is_none());

@@ -3,8 +3,8 @@
 //! These back UEFI's `EFI_FILE_PROTOCOL.SetInfo`.
 
 use crate::bpb::{BpbCommon, BpbExt16, BpbExt32};
-use crate::dir::{self, RawEntry, ATTR_DIRECTORY, ATTR_VOLUME_ID};
 use crate::dir::DELETED;
+use crate::dir::{self, RawEntry, ATTR_DIRECTORY, ATTR_VOLUME_ID};
 use crate::{read_bytes, write_bytes, DirRef, FatError, FatType, FileSystem, Resolved, Timestamp};
 use alloc::string::{String, ToString};
 use core::mem::{offset_of, size_of};
@@ -20,7 +20,9 @@ impl<D: BlockDevice> FileSystem<D> {
             return Err(FatError::InvalidName(path.to_string()));
         };
         let d = self.load_dir(parent)?;
-        let off = self.slot_offset(&d, entry.slots.short).ok_or(FatError::Internal("slot"))?;
+        let off = self
+            .slot_offset(&d, entry.slots.short)
+            .ok_or(FatError::Internal("slot"))?;
         Ok((parent, entry, off))
     }
 
@@ -79,7 +81,11 @@ impl<D: BlockDevice> FileSystem<D> {
             return Err(FatError::ReadOnly);
         }
         let (old_parent, entry, old_off) = self.entry_offset(from)?;
-        let norm = |p: &str| p.trim_matches(['/', '\\']).replace('\\', "/").to_ascii_lowercase();
+        let norm = |p: &str| {
+            p.trim_matches(['/', '\\'])
+                .replace('\\', "/")
+                .to_ascii_lowercase()
+        };
         let (nf, nt) = (norm(from), norm(to));
         if nf == nt {
             return Ok(());
@@ -109,7 +115,9 @@ impl<D: BlockDevice> FileSystem<D> {
             let d = self.load_dir(sub)?;
             let listing = dir::parse(&d.data);
             if let Some(dotdot) = listing.entries.iter().find(|e| e.short_name == "..") {
-                let off = self.slot_offset(&d, dotdot.slots.short).ok_or(FatError::Internal("slot"))?;
+                let off = self
+                    .slot_offset(&d, dotdot.slots.short)
+                    .ok_or(FatError::Internal("slot"))?;
                 let mut r = self.read_raw(off)?;
                 let c = match new_parent {
                     DirRef::Chain(c) if Some(c) != self.root_cluster() => c,
@@ -130,7 +138,11 @@ impl<D: BlockDevice> FileSystem<D> {
         if self.dev.read_only() {
             return Err(FatError::ReadOnly);
         }
-        if label.len() > 11 || !label.bytes().all(|b| (0x20..0x7f).contains(&b) && !b"\"*+,./:;<=>?[\\]|".contains(&b)) {
+        if label.len() > 11
+            || !label
+                .bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && !b"\"*+,./:;<=>?[\\]|".contains(&b))
+        {
             return Err(FatError::InvalidName(label.to_string()));
         }
         let mut name = [b' '; 11];
@@ -142,12 +154,18 @@ impl<D: BlockDevice> FileSystem<D> {
         let d = self.load_dir(root)?;
         let mut found = None;
         for i in 0..d.data.len() / 32 {
-            let e = d.data.get(i * 32..i * 32 + 32).ok_or(FatError::Internal("slot"))?;
+            let e = d
+                .data
+                .get(i * 32..i * 32 + 32)
+                .ok_or(FatError::Internal("slot"))?;
             if e[0] == 0 {
                 break;
             }
             let raw = RawEntry::read_from_bytes(e).map_err(|_| FatError::Internal("entry"))?;
-            if e[0] != DELETED && raw.attr & (ATTR_VOLUME_ID | ATTR_DIRECTORY) == ATTR_VOLUME_ID && raw.attr != 0x0f {
+            if e[0] != DELETED
+                && raw.attr & (ATTR_VOLUME_ID | ATTR_DIRECTORY) == ATTR_VOLUME_ID
+                && raw.attr != 0x0f
+            {
                 found = Some(self.slot_offset(&d, i).ok_or(FatError::Internal("slot"))?);
                 break;
             }
@@ -160,17 +178,35 @@ impl<D: BlockDevice> FileSystem<D> {
             }
             None => {
                 let off = self.add_label_entry(root)?;
-                let raw = RawEntry { name, attr: ATTR_VOLUME_ID, write_date: self.now.date.into(), write_time: self.now.time.into(), ..RawEntry::default() };
+                let raw = RawEntry {
+                    name,
+                    attr: ATTR_VOLUME_ID,
+                    write_date: self.now.date.into(),
+                    write_time: self.now.time.into(),
+                    ..RawEntry::default()
+                };
                 self.write_raw(off, &raw)?;
             }
         }
         // Boot-sector copy (only where the extended BPB carries one).
         let ext = size_of::<BpbCommon>()
-            + if self.fat_type() == FatType::Fat32 { offset_of!(BpbExt32, tail) } else { 0 };
+            + if self.fat_type() == FatType::Fat32 {
+                offset_of!(BpbExt32, tail)
+            } else {
+                0
+            };
         let mut sig = [0u8; 1];
-        read_bytes(&mut self.dev, (ext + offset_of!(BpbExt16, boot_signature)) as u64, &mut sig)?;
+        read_bytes(
+            &mut self.dev,
+            (ext + offset_of!(BpbExt16, boot_signature)) as u64,
+            &mut sig,
+        )?;
         if sig[0] == 0x29 {
-            write_bytes(&mut self.dev, (ext + offset_of!(BpbExt16, volume_label)) as u64, &name)?;
+            write_bytes(
+                &mut self.dev,
+                (ext + offset_of!(BpbExt16, volume_label)) as u64,
+                &name,
+            )?;
         }
         self.set_label_cache(label.trim_end().to_ascii_uppercase());
         Ok(())

@@ -519,12 +519,21 @@ impl PeImage {
     /// at; the result describes sections but must not be used to load.
     pub fn parse_headers(prefix: &[u8], file_len: u64) -> Result<PeImage, PeError> {
         if (prefix.len() as u64) > file_len {
-            return Err(PeError::Truncated { what: "PE headers", offset: 0, needed: prefix.len() as u64, file_len });
+            return Err(PeError::Truncated {
+                what: "PE headers",
+                offset: 0,
+                needed: prefix.len() as u64,
+                file_len,
+            });
         }
         Self::parse_headers_impl(prefix, file_len, &[MACHINE_X86_64])
     }
 
-    fn parse_headers_impl(file: &[u8], file_len: u64, machines: &[u16]) -> Result<PeImage, PeError> {
+    fn parse_headers_impl(
+        file: &[u8],
+        file_len: u64,
+        machines: &[u16],
+    ) -> Result<PeImage, PeError> {
         let dos: DosHeader = read_at(file, 0, "DOS header")?;
         if dos.e_magic.get() != DOS_MAGIC {
             return Err(PeError::BadDosMagic {

@@ -690,6 +690,9 @@ fn empty_section_with_offset_past_eof_loads() {
     let mut dest = vec![0xAAu8; img.image_size() as usize];
     match img.load(file, &mut dest, img.preferred_base()) {
         Ok(()) => assert_eq!(&dest[..2], b"MZ", "headers copied"),
-        Err(e) => assert!(dest.iter().all(|&b| b == 0xAA), "failed load wrote to dest: {e}"),
+        Err(e) => assert!(
+            dest.iter().all(|&b| b == 0xAA),
+            "failed load wrote to dest: {e}"
+        ),
     }
 }

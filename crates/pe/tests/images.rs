@@ -447,7 +447,9 @@ fn header_only_parse_finds_uki_sections_without_the_body() {
     let h = PeImage::parse_headers(prefix, UKI.len() as u64).unwrap();
     assert_eq!(h.sections(), full.sections());
     assert_eq!(h.entry_rva(), full.entry_rva());
-    let osrel = h.find_section(".osrel").expect(".osrel in the header-only parse");
+    let osrel = h
+        .find_section(".osrel")
+        .expect(".osrel in the header-only parse");
     let want = full.section_by_name(UKI, ".osrel").unwrap();
     let off = osrel.raw_offset as usize;
     assert_eq!(&UKI[off..off + want.len()], want);

@@ -42,10 +42,16 @@ pub struct Key {
 
 impl Key {
     const fn scan(s: u16) -> Key {
-        Key { scan_code: s, unicode_char: 0 }
+        Key {
+            scan_code: s,
+            unicode_char: 0,
+        }
     }
     const fn ch(c: u16) -> Key {
-        Key { scan_code: scan::NULL, unicode_char: c }
+        Key {
+            scan_code: scan::NULL,
+            unicode_char: c,
+        }
     }
 }
 
@@ -63,7 +69,12 @@ pub struct KeyDecoder {
 
 impl KeyDecoder {
     pub const fn new() -> Self {
-        KeyDecoder { buf: [0; 8], len: 0, utf8_need: 0, utf8_acc: 0 }
+        KeyDecoder {
+            buf: [0; 8],
+            len: 0,
+            utf8_need: 0,
+            utf8_acc: 0,
+        }
     }
 
     /// Whether a partial escape sequence is pending.
@@ -137,7 +148,10 @@ impl KeyDecoder {
         if self.utf8_need > 0 {
             return None;
         }
-        u16::try_from(self.utf8_acc).ok().filter(|c| !(0xd800..0xe000).contains(c)).map(Key::ch)
+        u16::try_from(self.utf8_acc)
+            .ok()
+            .filter(|c| !(0xd800..0xe000).contains(c))
+            .map(Key::ch)
     }
 }
 
@@ -166,7 +180,9 @@ fn decode_escape(seq: &[u8]) -> Decoded {
         [b'O', _] => Unknown,
         [b'[', rest @ ..] => {
             // CSI <number> ~ : editing and function keys.
-            let Some((&last, num)) = rest.split_last() else { return Incomplete };
+            let Some((&last, num)) = rest.split_last() else {
+                return Incomplete;
+            };
             if last.is_ascii_digit() {
                 return if num.len() < 3 { Incomplete } else { Unknown };
             }
@@ -225,7 +241,14 @@ pub fn attribute_sgr(attr: usize, out: &mut [u8; 16]) -> usize {
     };
     put(b"\x1b[");
     put(if bright { b"1;" } else { b"0;" });
-    put(&[b'0' + f / 10, b'0' + f % 10, b';', b'0' + b / 10, b'0' + b % 10, b'm']);
+    put(&[
+        b'0' + f / 10,
+        b'0' + f % 10,
+        b';',
+        b'0' + b / 10,
+        b'0' + b % 10,
+        b'm',
+    ]);
     n
 }
 
@@ -234,7 +257,11 @@ pub fn attribute_sgr(attr: usize, out: &mut [u8; 16]) -> usize {
 /// characters a serial terminal cannot show become `?`; UEFI box-drawing
 /// characters pass through as their Unicode code points. Stops at NUL or
 /// after `max` code units. Returns the number of code units consumed.
-pub fn ucs2_to_utf8(s: impl IntoIterator<Item = u16>, max: usize, mut out: impl FnMut(&[u8])) -> usize {
+pub fn ucs2_to_utf8(
+    s: impl IntoIterator<Item = u16>,
+    max: usize,
+    mut out: impl FnMut(&[u8]),
+) -> usize {
     let mut n = 0;
     for u in s.into_iter().take(max) {
         if u == 0 {
@@ -273,7 +300,16 @@ mod tests {
     fn arrows_and_editing_keys() {
         let (k, n) = keys(b"\x1b[A\x1b[B\x1bOC\x1b[D\x1b[3~\x1b[5~\x1b[6~\x1b[2~");
         assert_eq!(n, 8);
-        let codes: [u16; 8] = [scan::UP, scan::DOWN, scan::RIGHT, scan::LEFT, scan::DELETE, scan::PAGE_UP, scan::PAGE_DOWN, scan::INSERT];
+        let codes: [u16; 8] = [
+            scan::UP,
+            scan::DOWN,
+            scan::RIGHT,
+            scan::LEFT,
+            scan::DELETE,
+            scan::PAGE_UP,
+            scan::PAGE_DOWN,
+            scan::INSERT,
+        ];
         for (i, c) in codes.iter().enumerate() {
             assert_eq!(k[i], Some(Key::scan(*c)), "key {i}");
         }
@@ -339,7 +375,14 @@ mod tests {
     #[test]
     fn ucs2_output_stops_at_nul_and_bounds() {
         let mut s = std::vec::Vec::new();
-        let src = [u16::from(b'h'), u16::from(b'i'), 0x2500, 0xd800, 0, u16::from(b'x')];
+        let src = [
+            u16::from(b'h'),
+            u16::from(b'i'),
+            0x2500,
+            0xd800,
+            0,
+            u16::from(b'x'),
+        ];
         let n = ucs2_to_utf8(src, 16, |b| s.extend_from_slice(b));
         assert_eq!(n, 4);
         assert_eq!(core::str::from_utf8(&s).unwrap(), "hi─?");

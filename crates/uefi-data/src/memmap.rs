@@ -349,7 +349,10 @@ impl<const N: usize> UefiMemory<N> {
 
     /// An empty map, for a `static` that is filled in at start-up.
     pub const fn empty() -> Self {
-        UefiMemory { map: MemoryMap::new(), key: 1 }
+        UefiMemory {
+            map: MemoryMap::new(),
+            key: 1,
+        }
     }
 
     /// The map.

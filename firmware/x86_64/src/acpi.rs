@@ -180,7 +180,9 @@ unsafe fn table(addr: u64) -> Option<(&'static [u8], [u8; 4])> {
 /// Low memory must be identity-mapped (it is, from entry.s).
 unsafe fn scan_rsdp() -> Option<u64> {
     // SAFETY: the BDA word at 0x40e holds the EBDA segment.
-    let ebda = u64::from(u16::from_le_bytes(unsafe { phys::bytes(0x40e, 2) }.try_into().ok()?)) << 4;
+    let ebda = u64::from(u16::from_le_bytes(
+        unsafe { phys::bytes(0x40e, 2) }.try_into().ok()?,
+    )) << 4;
     let areas = [(ebda, 1024u64), (0xe0000, 0x20000)];
     for (start, len) in areas {
         if start == 0 || start >= 0x100000 {
@@ -225,10 +227,16 @@ fn find_s5(dsdt: &[u8]) -> Option<u8> {
 fn find_virtio_mmio(dsdt: &[u8]) -> alloc::vec::Vec<(u64, u64)> {
     let mut out = alloc::vec::Vec::new();
     let mut i = 0;
-    while let Some(pos) = dsdt.get(i..).and_then(|d| d.windows(8).position(|w| w == b"LNRO0005")) {
+    while let Some(pos) = dsdt
+        .get(i..)
+        .and_then(|d| d.windows(8).position(|w| w == b"LNRO0005"))
+    {
         let at = i + pos + 8;
         let window = dsdt.get(at..dsdt.len().min(at + 96)).unwrap_or(&[]);
-        if let Some(d) = window.windows(12).find(|w| w[0] == 0x86 && w[1] == 9 && w[2] == 0) {
+        if let Some(d) = window
+            .windows(12)
+            .find(|w| w[0] == 0x86 && w[1] == 9 && w[2] == 0)
+        {
             let base = u32::from_le_bytes([d[4], d[5], d[6], d[7]]);
             let len = u32::from_le_bytes([d[8], d[9], d[10], d[11]]);
             if base != 0 && len != 0 {
@@ -252,13 +260,22 @@ fn find_cba(dsdt: &[u8]) -> Option<Ecam> {
     let pos = dsdt.windows(4).position(|w| w == b"_CBA")?;
     let v = dsdt.get(pos + 4..)?;
     // Name: the value follows; Method: flags, ReturnOp (0xa4), the value.
-    let v = if v.get(1) == Some(&0xa4) { v.get(2..)? } else { v };
+    let v = if v.get(1) == Some(&0xa4) {
+        v.get(2..)?
+    } else {
+        v
+    };
     let base = match *v.first()? {
         0x0e => u64::from_le_bytes(v.get(1..9)?.try_into().ok()?), // QWordPrefix
         0x0c => u64::from(u32::from_le_bytes(v.get(1..5)?.try_into().ok()?)), // DWordPrefix
         _ => return None,
     };
-    (base != 0 && base % (1 << 20) == 0).then_some(Ecam { base, segment: 0, start_bus: 0, end_bus: 255 })
+    (base != 0 && base % (1 << 20) == 0).then_some(Ecam {
+        base,
+        segment: 0,
+        start_bus: 0,
+        end_bus: 255,
+    })
 }
 
 /// An address range [start, end).
@@ -311,13 +328,19 @@ fn find_memory_windows(dsdt: &[u8]) -> (Option<Window>, Option<Window>) {
 pub unsafe fn discover(rsdp: u64) -> Platform {
     let mut p = Platform::default();
     // SAFETY: legacy areas are mapped; `rsdp` is the VMM's.
-    let rsdp = if rsdp != 0 { rsdp } else { unsafe { scan_rsdp() }.unwrap_or(0) };
+    let rsdp = if rsdp != 0 {
+        rsdp
+    } else {
+        unsafe { scan_rsdp() }.unwrap_or(0)
+    };
     if rsdp == 0 {
         log::info!("ACPI: no RSDP");
         return p;
     }
     // SAFETY: an RSDP is at `rsdp`.
-    let Ok(r) = Rsdp::read_from_bytes(unsafe { phys::bytes(rsdp, 36) }) else { return p };
+    let Ok(r) = Rsdp::read_from_bytes(unsafe { phys::bytes(rsdp, 36) }) else {
+        return p;
+    };
     if &r.signature != b"RSD PTR " {
         log::warn!("ACPI: RSDP at {rsdp:#x} has a bad signature");
         return p;
@@ -340,10 +363,15 @@ pub unsafe fn discover(rsdp: u64) -> Platform {
             u64::from(u32::from_le_bytes(e.try_into().unwrap_or([0; 4])))
         };
         // SAFETY: an entry of the root table.
-        let Some((t, sig)) = (unsafe { table(addr) }) else { continue };
+        let Some((t, sig)) = (unsafe { table(addr) }) else {
+            continue;
+        };
         match &sig {
             b"MCFG" => {
-                if let Some(m) = t.get(44..).and_then(|b| McfgEntry::read_from_prefix(b).ok()) {
+                if let Some(m) = t
+                    .get(44..)
+                    .and_then(|b| McfgEntry::read_from_prefix(b).ok())
+                {
                     let m = m.0;
                     p.ecam = Some(Ecam {
                         base: m.base.get(),
@@ -357,7 +385,9 @@ pub unsafe fn discover(rsdp: u64) -> Platform {
                 let mut buf = [0u8; 268];
                 let n = t.len().min(268);
                 buf[..n].copy_from_slice(&t[..n]);
-                let Ok(f) = Fadt::read_from_bytes(&buf[..]) else { continue };
+                let Ok(f) = Fadt::read_from_bytes(&buf[..]) else {
+                    continue;
+                };
                 let flags = f.flags.get();
                 p.hw_reduced = n > 112 && flags & (1 << 20) != 0;
                 if f.pm1a_cnt_blk.get() != 0 {
@@ -369,7 +399,11 @@ pub unsafe fn discover(rsdp: u64) -> Platform {
                 if n >= 129 && flags & (1 << 10) != 0 {
                     p.reset = Some((f.reset_reg, f.reset_value));
                 }
-                let dsdt = if n >= 148 && f.x_dsdt.get() != 0 { f.x_dsdt.get() } else { u64::from(f.dsdt.get()) };
+                let dsdt = if n >= 148 && f.x_dsdt.get() != 0 {
+                    f.x_dsdt.get()
+                } else {
+                    u64::from(f.dsdt.get())
+                };
                 // SAFETY: the DSDT named by the FADT.
                 if let Some((d, _)) = unsafe { table(dsdt) } {
                     p.s5_typ = find_s5(d);
@@ -386,4 +420,3 @@ pub unsafe fn discover(rsdp: u64) -> Platform {
     log::debug!("ACPI: {p:?}");
     p
 }
-

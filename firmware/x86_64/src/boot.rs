@@ -6,10 +6,10 @@
 
 use crate::devices::{Disk, SharedDisk};
 use crate::{linux, time};
-use core::convert::Infallible;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::convert::Infallible;
 use ember_block::Slice;
 use ember_bls::{Entry, LoaderConf, Reason};
 use ember_fat::FileSystem;
@@ -83,9 +83,15 @@ fn collect(disk: &Disk, src: &Source, out: &mut Vec<Candidate>, conf: &mut Optio
         };
         match ember_bls::parse_entry(&d.name, &bytes) {
             Ok(entry) if !ember_bls::arch_matches(&entry, "x64") => {
-                log::info!("{where_}: {path}: skipped, architecture {:?}", entry.architecture);
+                log::info!(
+                    "{where_}: {path}: skipped, architecture {:?}",
+                    entry.architecture
+                );
             }
-            Ok(entry) => out.push(Candidate { entry, source: src.clone() }),
+            Ok(entry) => out.push(Candidate {
+                entry,
+                source: src.clone(),
+            }),
             Err(e) => log::warn!("{where_}: {path}: {e}"),
         }
     }
@@ -103,27 +109,48 @@ pub enum Mode {
 /// Type #2 entries: unified kernel images in `/EFI/Linux/*.efi`, described by
 /// their `.osrel` and `.cmdline` sections. Only the headers and those two
 /// sections are read, not the whole image.
-fn collect_ukis(fs: &mut FileSystem<Slice<SharedDisk>>, where_: &str, src: &Source, out: &mut Vec<Candidate>) {
-    let Ok(list) = fs.read_dir("/EFI/Linux") else { return };
-    for d in list.iter().filter(|d| !d.is_dir && d.name.to_ascii_lowercase().ends_with(".efi")) {
+fn collect_ukis(
+    fs: &mut FileSystem<Slice<SharedDisk>>,
+    where_: &str,
+    src: &Source,
+    out: &mut Vec<Candidate>,
+) {
+    let Ok(list) = fs.read_dir("/EFI/Linux") else {
+        return;
+    };
+    for d in list
+        .iter()
+        .filter(|d| !d.is_dir && d.name.to_ascii_lowercase().ends_with(".efi"))
+    {
         let path = format!("/EFI/Linux/{}", d.name);
         match read_uki(fs, &d.name, &path) {
-            Ok(entry) => out.push(Candidate { entry, source: src.clone() }),
+            Ok(entry) => out.push(Candidate {
+                entry,
+                source: src.clone(),
+            }),
             Err(e) => log::warn!("{where_}: {path}: {e}"),
         }
     }
 }
 
-fn read_uki(fs: &mut FileSystem<Slice<SharedDisk>>, name: &str, path: &str) -> Result<Entry, String> {
+fn read_uki(
+    fs: &mut FileSystem<Slice<SharedDisk>>,
+    name: &str,
+    path: &str,
+) -> Result<Entry, String> {
     let f = fs.open(path).map_err(|e| format!("{e}"))?;
     let mut head = alloc::vec![0u8; (f.size() as usize).min(8192)];
     fs.read_at(&f, 0, &mut head).map_err(|e| format!("{e}"))?;
-    let pe = ember_pe::PeImage::parse_headers(&head, f.size()).map_err(|e| format!("not a UKI: {e}"))?;
+    let pe =
+        ember_pe::PeImage::parse_headers(&head, f.size()).map_err(|e| format!("not a UKI: {e}"))?;
     let mut section = |n: &str| -> Result<Option<Vec<u8>>, String> {
-        let Some(s) = pe.find_section(n) else { return Ok(None) };
+        let Some(s) = pe.find_section(n) else {
+            return Ok(None);
+        };
         let len = (s.file_len() as usize).min(64 * 1024);
         let mut b = alloc::vec![0u8; len];
-        fs.read_at(&f, u64::from(s.raw_offset), &mut b).map_err(|e| format!("{n}: {e}"))?;
+        fs.read_at(&f, u64::from(s.raw_offset), &mut b)
+            .map_err(|e| format!("{n}: {e}"))?;
         Ok(Some(b))
     };
     let osrel = section(".osrel")?.ok_or("no .osrel section: not a unified kernel image")?;
@@ -150,13 +177,24 @@ pub fn run(disks: &mut [Disk], rsdp: u64, vmm_cmdline: &str, mode: Mode) {
         let mut sources: Vec<Source> = Vec::new();
         for p in &table.partitions {
             match p.kind {
-                PartKind::EfiSystem => sources.push(Source { part: p.clone(), role: "ESP" }),
-                PartKind::Xbootldr => sources.push(Source { part: p.clone(), role: "XBOOTLDR" }),
+                PartKind::EfiSystem => sources.push(Source {
+                    part: p.clone(),
+                    role: "ESP",
+                }),
+                PartKind::Xbootldr => sources.push(Source {
+                    part: p.clone(),
+                    role: "XBOOTLDR",
+                }),
                 _ => {}
             }
         }
         if sources.is_empty() {
-            log::info!("{}: {:?} table with {} partition(s), none is an ESP or XBOOTLDR", disk.name, table.scheme, table.partitions.len());
+            log::info!(
+                "{}: {:?} table with {} partition(s), none is an ESP or XBOOTLDR",
+                disk.name,
+                table.scheme,
+                table.partitions.len()
+            );
             continue;
         }
         let mut conf = None;
@@ -164,18 +202,38 @@ pub fn run(disks: &mut [Disk], rsdp: u64, vmm_cmdline: &str, mode: Mode) {
         for s in &sources {
             collect(disk, s, &mut cands, &mut conf);
         }
-        log::debug!("{}: partitions and entries read in {} us", disk.name, time::since_start_us() - t0);
+        log::debug!(
+            "{}: partitions and entries read in {} us",
+            disk.name,
+            time::since_start_us() - t0
+        );
         if cands.is_empty() {
             // The removable-media path every UEFI firmware falls back to.
             for s in sources.iter().filter(|s| s.role == "ESP") {
-                let Ok(mut fs) = mount(&disk.dev, &s.part) else { continue };
+                let Ok(mut fs) = mount(&disk.dev, &s.part) else {
+                    continue;
+                };
                 if fs.stat(FALLBACK).is_err() {
                     continue;
                 }
-                log::info!("{}: no boot loader entries; starting {FALLBACK} from partition {}", disk.name, s.part.number);
-                let c = Candidate { entry: Entry { id: "BOOTX64.EFI".into(), ..Entry::default() }, source: s.clone() };
+                log::info!(
+                    "{}: no boot loader entries; starting {FALLBACK} from partition {}",
+                    disk.name,
+                    s.part.number
+                );
+                let c = Candidate {
+                    entry: Entry {
+                        id: "BOOTX64.EFI".into(),
+                        ..Entry::default()
+                    },
+                    source: s.clone(),
+                };
                 let Err(e) = boot_uefi(disks, di, &c, FALLBACK, &[], "", rsdp);
-                log::error!("{} partition {}: {e}; trying the next disk", disk.name, s.part.number);
+                log::error!(
+                    "{} partition {}: {e}; trying the next disk",
+                    disk.name,
+                    s.part.number
+                );
             }
             log::info!("{}: no boot loader entries", disk.name);
             continue;
@@ -184,11 +242,20 @@ pub fn run(disks: &mut [Disk], rsdp: u64, vmm_cmdline: &str, mode: Mode) {
         cands.sort_by(|a, b| ember_bls::entry_cmp(&a.entry, &b.entry));
         let entries: Vec<Entry> = cands.iter().map(|c| c.entry.clone()).collect();
         let sel = ember_bls::select_default(&entries, &conf);
-        log::info!("{}: {} boot entr{}:", disk.name, cands.len(), if cands.len() == 1 { "y" } else { "ies" });
+        log::info!(
+            "{}: {} boot entr{}:",
+            disk.name,
+            cands.len(),
+            if cands.len() == 1 { "y" } else { "ies" }
+        );
         for (i, c) in cands.iter().enumerate() {
             log::info!(
                 "  {} {} — {} (partition {} {})",
-                if sel.as_ref().is_some_and(|s| s.index == i) { "*" } else { " " },
+                if sel.as_ref().is_some_and(|s| s.index == i) {
+                    "*"
+                } else {
+                    " "
+                },
                 c.entry.id,
                 c.entry.title.as_deref().unwrap_or(&c.entry.id),
                 c.source.part.number,
@@ -204,8 +271,16 @@ pub fn run(disks: &mut [Disk], rsdp: u64, vmm_cmdline: &str, mode: Mode) {
             Reason::FirstInOrder => "first in Boot Loader Specification order".into(),
             Reason::OnlyEntry => "only entry".into(),
         };
-        let exhausted = if sel.all_exhausted { ", though every entry has used up its boot tries" } else { "" };
-        log::info!("{}: chose {} ({why}{exhausted})", disk.name, cands[sel.index].entry.id);
+        let exhausted = if sel.all_exhausted {
+            ", though every entry has used up its boot tries"
+        } else {
+            ""
+        };
+        log::info!(
+            "{}: chose {} ({why}{exhausted})",
+            disk.name,
+            cands[sel.index].entry.id
+        );
         // The default first, then the others in menu order.
         let order = core::iter::once(sel.index).chain((0..cands.len()).filter(|&i| i != sel.index));
         for i in order {
@@ -214,7 +289,9 @@ pub fn run(disks: &mut [Disk], rsdp: u64, vmm_cmdline: &str, mode: Mode) {
                 Ok(never) => match never {},
                 Err(e) => log::error!(
                     "{} partition {}: entry {} failed: {e}; trying the next one",
-                    disks[di].name, c.source.part.number, c.entry.id
+                    disks[di].name,
+                    c.source.part.number,
+                    c.entry.id
                 ),
             }
         }
@@ -222,12 +299,22 @@ pub fn run(disks: &mut [Disk], rsdp: u64, vmm_cmdline: &str, mode: Mode) {
 }
 
 /// Load and start one entry; returns only on failure.
-fn boot_entry(disks: &[Disk], di: usize, c: &Candidate, rsdp: u64, vmm_cmdline: &str, mode: Mode) -> Result<Infallible, String> {
+fn boot_entry(
+    disks: &[Disk],
+    di: usize,
+    c: &Candidate,
+    rsdp: u64,
+    vmm_cmdline: &str,
+    mode: Mode,
+) -> Result<Infallible, String> {
     let disk = &disks[di];
     let mut cmdline = c.entry.options.clone().unwrap_or_default();
     // microvm/Firecracker describe their virtio-mmio devices on the VMM command
     // line; the kernel needs them too to find its disks.
-    for w in vmm_cmdline.split_ascii_whitespace().filter(|w| w.starts_with("virtio_mmio.device=")) {
+    for w in vmm_cmdline
+        .split_ascii_whitespace()
+        .filter(|w| w.starts_with("virtio_mmio.device="))
+    {
         if !cmdline.contains(w) {
             cmdline.push(' ');
             cmdline.push_str(w);
@@ -261,7 +348,15 @@ fn has_efi_stub(fs: &mut FileSystem<Slice<SharedDisk>>, path: &str) -> bool {
 
 /// Start an EFI binary through the UEFI layer, with the initrds offered
 /// through LoadFile2 and the command line as load options.
-fn boot_uefi(disks: &[Disk], di: usize, c: &Candidate, path: &str, initrds: &[String], cmdline: &str, rsdp: u64) -> Result<Infallible, String> {
+fn boot_uefi(
+    disks: &[Disk],
+    di: usize,
+    c: &Candidate,
+    path: &str,
+    initrds: &[String],
+    cmdline: &str,
+    rsdp: u64,
+) -> Result<Infallible, String> {
     crate::efi::init(disks, rsdp).map_err(|e| format!("cannot start the UEFI layer: {e}"))?;
     let first = c.source.part.first_lba;
     let part = crate::efi::partition_handle(di, first).ok_or("the partition has no UEFI handle")?;

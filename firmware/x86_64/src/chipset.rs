@@ -23,7 +23,11 @@ pub const Q35_ECAM_BASE: u64 = 0xb000_0000;
 /// 256 buses x 1 MiB.
 pub const Q35_ECAM_SIZE: u64 = 256 << 20;
 
-const HOST: Bdf = Bdf { bus: 0, device: 0, function: 0 };
+const HOST: Bdf = Bdf {
+    bus: 0,
+    device: 0,
+    function: 0,
+};
 
 /// PIRQ lines A-D (and E-H on ICH9) to ISA IRQs 10 and 11, as other PC
 /// firmware does; Linux reads them back through the DSDT's link devices.
@@ -45,7 +49,11 @@ pub unsafe fn init() -> Option<Chipset> {
         0x1237_8086 => Chipset::I440fx,
         0xffff_ffff | 0 => return None,
         other => {
-            log::warn!("chipset: unknown host bridge {:04x}:{:04x}; not set up", other & 0xffff, other >> 16);
+            log::warn!(
+                "chipset: unknown host bridge {:04x}:{:04x}; not set up",
+                other & 0xffff,
+                other >> 16
+            );
             return None;
         }
     };
@@ -60,7 +68,11 @@ pub unsafe fn init() -> Option<Chipset> {
             for off in 0x91..=0x96 {
                 cfg.write8(HOST, off, 0x33);
             }
-            let lpc = Bdf { bus: 0, device: 0x1f, function: 0 };
+            let lpc = Bdf {
+                bus: 0,
+                device: 0x1f,
+                function: 0,
+            };
             // PMBASE (0x40) and ACPI_EN in ACPI_CNTL (0x44): the PM1 and GPE
             // blocks QEMU's FADT describes.
             cfg.write32(lpc, 0x40, 0x600 | 1);
@@ -77,12 +89,20 @@ pub unsafe fn init() -> Option<Chipset> {
             for off in 0x5a..=0x5f {
                 cfg.write8(HOST, off, 0x33);
             }
-            let isa = Bdf { bus: 0, device: 1, function: 0 };
+            let isa = Bdf {
+                bus: 0,
+                device: 1,
+                function: 0,
+            };
             for (i, irq) in PIRQ_IRQS.iter().enumerate() {
                 cfg.write8(isa, 0x60 + i as u16, *irq);
             }
             // PIIX4 PM (00:01.3): PMBA at 0x40, PMIOSE in PMREGMISC (0x80).
-            let pm = Bdf { bus: 0, device: 1, function: 3 };
+            let pm = Bdf {
+                bus: 0,
+                device: 1,
+                function: 3,
+            };
             if cfg.read32(pm, 0) == 0x7113_8086 {
                 cfg.write32(pm, 0x40, 0xb000 | 1);
                 let misc = cfg.read8(pm, 0x80);

@@ -23,7 +23,7 @@ impl Uart {
             outb(COM1 + 3, 0x03); // 8N1
             outb(COM1 + 2, 0xc7); // FIFO on, cleared
             outb(COM1 + 4, 0x0b); // DTR, RTS, OUT2
-            // Without a UART the bus floats to 0xff.
+                                  // Without a UART the bus floats to 0xff.
             self.present = inb(COM1 + 5) != 0xff;
         }
     }

@@ -7,13 +7,13 @@ use crate::memory;
 use crate::pci::{EcamAccess, PortIo};
 use crate::time;
 use alloc::boxed::Box;
-use alloc::rc::Rc;
-use core::cell::RefCell;
-use ember_block::BlockError;
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 use ember_block::BlockDevice;
+use ember_block::BlockError;
 use ember_pci::{BarWindows, ConfigSpace, Device};
 use ember_virtio::{Dma, MmioRegion, Timeout, Transport, VirtioBlk, VirtioMmio, VirtioPci};
 
@@ -45,20 +45,27 @@ impl BlockDevice for SharedDisk {
         self.0.try_borrow().map(|d| d.num_blocks()).unwrap_or(0)
     }
     fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        self.0.try_borrow_mut().map_err(|_| BlockError::Io(0xff))?.read_blocks(lba, buf)
+        self.0
+            .try_borrow_mut()
+            .map_err(|_| BlockError::Io(0xff))?
+            .read_blocks(lba, buf)
     }
     fn write_blocks(&mut self, lba: u64, buf: &[u8]) -> Result<(), BlockError> {
-        self.0.try_borrow_mut().map_err(|_| BlockError::Io(0xff))?.write_blocks(lba, buf)
+        self.0
+            .try_borrow_mut()
+            .map_err(|_| BlockError::Io(0xff))?
+            .write_blocks(lba, buf)
     }
     fn flush(&mut self) -> Result<(), BlockError> {
-        self.0.try_borrow_mut().map_err(|_| BlockError::Io(0xff))?.flush()
+        self.0
+            .try_borrow_mut()
+            .map_err(|_| BlockError::Io(0xff))?
+            .flush()
     }
     fn read_only(&self) -> bool {
         self.0.try_borrow().map(|d| d.read_only()).unwrap_or(true)
     }
 }
-
-
 
 /// DMA pages for virtqueues come from the memory map, below 4 GiB.
 struct FirmwareDma;
@@ -74,7 +81,10 @@ unsafe impl Dma for FirmwareDma {
 }
 
 fn io_timeout() -> Timeout {
-    Timeout::Clock { now_ns: time::now_ns, timeout_ns: 10_000_000_000 }
+    Timeout::Clock {
+        now_ns: time::now_ns,
+        timeout_ns: 10_000_000_000,
+    }
 }
 
 fn start_blk<T: Transport + 'static>(name: String, location: Location, t: T, out: &mut Vec<Disk>) {
@@ -83,7 +93,11 @@ fn start_blk<T: Transport + 'static>(name: String, location: Location, t: T, out
     match unsafe { VirtioBlk::new(t, &FirmwareDma, io_timeout()) } {
         Ok(b) => {
             log::info!("{name}: {} MiB", b.size_bytes() >> 20);
-            out.push(Disk { name, dev: SharedDisk(Rc::new(RefCell::new(Box::new(b)))), location });
+            out.push(Disk {
+                name,
+                dev: SharedDisk(Rc::new(RefCell::new(Box::new(b)))),
+                location,
+            });
         }
         Err(e) => log::warn!("{name}: cannot use it: {e}"),
     }
@@ -114,7 +128,9 @@ pub fn pci_windows() -> BarWindows {
     // Windows the DSDT names (ECAM excluded) take precedence: on microvm the
     // 64-bit one is far above RAM, where the defaults would not look.
     if let Some(p) = crate::power::platform() {
-        let ecam = p.ecam.map(|e| (e.base, e.base + ((u64::from(e.end_bus) + 1) << 20)));
+        let ecam = p
+            .ecam
+            .map(|e| (e.base, e.base + ((u64::from(e.end_bus) + 1) << 20)));
         let clear = |(s, e): (u64, u64)| ecam.is_none_or(|(es, ee)| e <= es || s >= ee);
         if let Some((s, e)) = p.pci_mem64.filter(|&r| clear(r)) {
             w.mem64 = s..e;
@@ -134,11 +150,21 @@ fn default_pci_windows() -> BarWindows {
     let low_top = map
         .regions()
         .iter()
-        .filter(|r| r.start < 1 << 32 && (is_ram(r.kind) || r.kind == ember_mem::MemKind::Reserved) && r.end <= 0xfec0_0000)
+        .filter(|r| {
+            r.start < 1 << 32
+                && (is_ram(r.kind) || r.kind == ember_mem::MemKind::Reserved)
+                && r.end <= 0xfec0_0000
+        })
         .map(|r| r.end)
         .max()
         .unwrap_or(0);
-    let ram_top = map.regions().iter().filter(|r| is_ram(r.kind)).map(|r| r.end).max().unwrap_or(0);
+    let ram_top = map
+        .regions()
+        .iter()
+        .filter(|r| is_ram(r.kind))
+        .map(|r| r.end)
+        .max()
+        .unwrap_or(0);
     drop(guard);
     let mem32_start = low_top.next_multiple_of(1 << 28).max(0xc000_0000);
     let phys_bits = if crate::arch::io::cpuid(0x8000_0000, 0).eax >= 0x8000_0008 {
@@ -162,12 +188,18 @@ fn scan_pci(cfg: &mut dyn ConfigSpace) -> Vec<Device> {
     for d in &devs {
         log::debug!(
             "pci {} {:04x}:{:04x} class {:02x}{:02x}",
-            d.bdf, d.vendor_id, d.device_id, d.class, d.subclass
+            d.bdf,
+            d.vendor_id,
+            d.device_id,
+            d.class,
+            d.subclass
         );
         for b in d.bars.iter().flatten() {
             if b.is_memory() && b.addr + b.size > 1 << 32 {
                 // SAFETY: a BAR just assigned/enumerated: device memory of this machine.
-                unsafe { paging::map_identity(b.addr, b.addr + b.size, &mut || memory::alloc_pages(1)) };
+                unsafe {
+                    paging::map_identity(b.addr, b.addr + b.size, &mut || memory::alloc_pages(1))
+                };
             }
         }
     }
@@ -180,7 +212,13 @@ pub fn discover(platform: &Platform, cmdline: &str) -> Vec<Disk> {
         let size = (u64::from(e.end_bus) - u64::from(e.start_bus) + 1) << 20;
         // SAFETY: the ECAM window named by MCFG is MMIO of this machine.
         unsafe { paging::map_identity(e.base, e.base + size, &mut || memory::alloc_pages(1)) };
-        log::info!("pci: ECAM at {:#x}, segment {}, buses {}-{}", e.base, e.segment, e.start_bus, e.end_bus);
+        log::info!(
+            "pci: ECAM at {:#x}, segment {}, buses {}-{}",
+            e.base,
+            e.segment,
+            e.start_bus,
+            e.end_bus
+        );
         // SAFETY: MCFG describes this window; Ember is its only user.
         scan_pci(&mut unsafe { EcamAccess::new(e) })
     } else {
@@ -203,7 +241,10 @@ pub fn discover(platform: &Platform, cmdline: &str) -> Vec<Disk> {
             &mut cfg_ports
         }
     };
-    for d in devs.iter().filter(|d| d.vendor_id == 0x1af4 && (d.device_id == 0x1042 || d.device_id == 0x1001)) {
+    for d in devs
+        .iter()
+        .filter(|d| d.vendor_id == 0x1af4 && (d.device_id == 0x1042 || d.device_id == 0x1001))
+    {
         let name = format!("virtio-blk {}", d.bdf);
         // SAFETY: the BARs were enumerated/assigned above and are identity-mapped MMIO.
         match unsafe { VirtioPci::new(cfg, d) } {

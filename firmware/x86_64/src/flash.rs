@@ -68,7 +68,10 @@ impl Pflash {
         let top = (1u64 << 32) - code_flash_size();
         // The last block of the device below the code: CFI answers at any
         // offset of the device.
-        let mut probe = Pflash { base: top - u64::from(BLOCK_SIZE), len: BLOCK_SIZE };
+        let mut probe = Pflash {
+            base: top - u64::from(BLOCK_SIZE),
+            len: BLOCK_SIZE,
+        };
         probe.write8(0, CMD_CFI_QUERY);
         let qry = [probe.read8(0x10), probe.read8(0x11), probe.read8(0x12)];
         // The first erase-block region: block count - 1 and block size / 256
@@ -79,10 +82,14 @@ impl Pflash {
         let block_size = (r(0x2f) | r(0x30) << 8) * 256;
         probe.write8(0, CMD_READ_ARRAY);
         let len = blocks.checked_mul(block_size)?;
-        if &qry != b"QRY" || block_size != BLOCK_SIZE || !(2 * BLOCK_SIZE..=64 << 20).contains(&len) {
+        if &qry != b"QRY" || block_size != BLOCK_SIZE || !(2 * BLOCK_SIZE..=64 << 20).contains(&len)
+        {
             return None;
         }
-        Some(Pflash { base: top - u64::from(len), len })
+        Some(Pflash {
+            base: top - u64::from(len),
+            len,
+        })
     }
 
     pub fn base(&self) -> u64 {
@@ -106,7 +113,11 @@ impl Pflash {
         self.write8(off, CMD_READ_ARRAY);
         if failed {
             let offset = off as u32;
-            return Err(if sr & 0x02 != 0 { FlashError::WriteProtected { offset } } else { FlashError::Device { op, offset } });
+            return Err(if sr & 0x02 != 0 {
+                FlashError::WriteProtected { offset }
+            } else {
+                FlashError::Device { op, offset }
+            });
         }
         Ok(())
     }
@@ -114,7 +125,10 @@ impl Pflash {
     fn check(&self, offset: u32, len: usize) -> Result<(), FlashError> {
         let end = u64::from(offset) + len as u64;
         if end > u64::from(self.len) {
-            return Err(FlashError::OutOfRange { offset, len: len as u32 });
+            return Err(FlashError::OutOfRange {
+                offset,
+                len: len as u32,
+            });
         }
         Ok(())
     }

@@ -8,7 +8,9 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use ember_fwcfg::dma::{dma_address_halves, DmaStatus};
-use ember_fwcfg::{DmaAccess, Directory, FwCfgFile, ID_DMA, PORT_DATA, PORT_DMA, PORT_DMA_LOW, PORT_SELECTOR};
+use ember_fwcfg::{
+    Directory, DmaAccess, FwCfgFile, ID_DMA, PORT_DATA, PORT_DMA, PORT_DMA_LOW, PORT_SELECTOR,
+};
 use zerocopy::{FromBytes, IntoBytes};
 
 /// A file in fw_cfg's directory.
@@ -72,7 +74,11 @@ impl FwCfg {
         // SAFETY: per our contract.
         let mut cfg = unsafe { Self::probe_early() }?;
         cfg.files = cfg.load_directory();
-        log::debug!("fw_cfg: {} file(s), DMA {}", cfg.files.len(), if cfg.dma { "yes" } else { "no" });
+        log::debug!(
+            "fw_cfg: {} file(s), DMA {}",
+            cfg.files.len(),
+            if cfg.dma { "yes" } else { "no" }
+        );
         Some(cfg)
     }
 
@@ -90,7 +96,10 @@ impl FwCfg {
         select(ember_fwcfg::ID);
         let mut id = [0u8; 4];
         read_pio(&mut id);
-        Some(FwCfg { dma: u32::from_le_bytes(id) & ID_DMA != 0, files: Vec::new() })
+        Some(FwCfg {
+            dma: u32::from_le_bytes(id) & ID_DMA != 0,
+            files: Vec::new(),
+        })
     }
 
     fn load_directory(&mut self) -> Vec<File> {
@@ -101,7 +110,13 @@ impl FwCfg {
             self.read(ember_fwcfg::FILE_DIR, &mut raw);
             Directory::parse(&raw).map(|d| {
                 d.iter()
-                    .filter_map(|f| Some(File { name: String::from(f.name()?), size: f.size, select: f.select }))
+                    .filter_map(|f| {
+                        Some(File {
+                            name: String::from(f.name()?),
+                            size: f.size,
+                            select: f.select,
+                        })
+                    })
                     .collect()
             })
         });
@@ -139,7 +154,15 @@ impl FwCfg {
         if self.dma {
             // A DMA failure falls back to port reads, which cannot fail.
             // SAFETY: `buf` is identity-mapped memory we exclusively borrow.
-            if unsafe { self.dma(DmaAccess::read(Some(key), buf.len() as u32, buf.as_mut_ptr() as u64)) }.is_ok() {
+            if unsafe {
+                self.dma(DmaAccess::read(
+                    Some(key),
+                    buf.len() as u32,
+                    buf.as_mut_ptr() as u64,
+                ))
+            }
+            .is_ok()
+            {
                 return;
             }
         }
@@ -188,7 +211,13 @@ impl FwCfg {
         // SAFETY: the skip only moves fw_cfg's offset; nothing is written to memory.
         unsafe { self.dma(DmaAccess::skip(Some(key), offset))? };
         // SAFETY: QEMU only reads from `bytes` for a write.
-        unsafe { self.dma(DmaAccess::write(None, bytes.len() as u32, bytes.as_ptr() as u64)) }
+        unsafe {
+            self.dma(DmaAccess::write(
+                None,
+                bytes.len() as u32,
+                bytes.as_ptr() as u64,
+            ))
+        }
     }
 
     /// Run one DMA command and wait for it.

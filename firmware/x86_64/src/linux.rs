@@ -57,21 +57,33 @@ impl<D: BlockDevice> KernelSource for FatSource<'_, D> {
         self.kfile.size()
     }
     fn read_kernel(&mut self, offset: u64, dst: &mut [u8]) -> Result<(), String> {
-        let n = self.fs.read_at(&self.kfile, offset, dst).map_err(|e| format!("{}: {e}", self.kernel))?;
+        let n = self
+            .fs
+            .read_at(&self.kfile, offset, dst)
+            .map_err(|e| format!("{}: {e}", self.kernel))?;
         if n != dst.len() {
-            return Err(format!("{}: short read ({n} of {} bytes)", self.kernel, dst.len()));
+            return Err(format!(
+                "{}: short read ({n} of {} bytes)",
+                self.kernel,
+                dst.len()
+            ));
         }
         Ok(())
     }
     fn initrd_size(&self) -> u64 {
-        self.initrds.iter().map(|(_, f)| f.size().next_multiple_of(4)).sum()
+        self.initrds
+            .iter()
+            .map(|(_, f)| f.size().next_multiple_of(4))
+            .sum()
     }
     fn read_initrds(&mut self, dst: &mut [u8]) -> Result<(), String> {
         let mut at = 0usize;
         for (p, f) in &self.initrds {
             let len = f.size() as usize;
             let t0 = time::now_ns();
-            let d = dst.get_mut(at..at + len).ok_or("initrds larger than their allocation")?;
+            let d = dst
+                .get_mut(at..at + len)
+                .ok_or("initrds larger than their allocation")?;
             let n = self.fs.read_at(f, 0, d).map_err(|e| format!("{p}: {e}"))?;
             if n != len {
                 return Err(format!("{p}: short read ({n} of {len} bytes)"));
@@ -98,12 +110,21 @@ pub fn boot<D: BlockDevice>(
         let f = fs.open(p).map_err(|e| format!("{p}: {e}"))?;
         files.push((p, f));
     }
-    let mut src = FatSource { fs, kernel, kfile, initrds: files };
+    let mut src = FatSource {
+        fs,
+        kernel,
+        kfile,
+        initrds: files,
+    };
     boot_from(&mut src, cmdline, rsdp)
 }
 
 /// Boot the kernel `src` provides; returns only on failure.
-pub fn boot_from(src: &mut dyn KernelSource, cmdline: &str, rsdp: u64) -> Result<Infallible, String> {
+pub fn boot_from(
+    src: &mut dyn KernelSource,
+    cmdline: &str,
+    rsdp: u64,
+) -> Result<Infallible, String> {
     let kernel = src.kernel_name();
     let ksize = src.kernel_size();
     let mut head = vec![0u8; (BzImage::HEADER_BYTES as u64).min(ksize) as usize];
@@ -115,19 +136,38 @@ pub fn boot_from(src: &mut dyn KernelSource, cmdline: &str, rsdp: u64) -> Result
     let map = guard.map_mut();
     let kaddr = ember_linux::place_kernel(&bz, map).map_err(|e| format!("{kernel}: {e}"))?;
     let iaddr = if total > 0 {
-        ember_linux::place_initrd(total, &bz, map).map_err(|e| format!("initrd ({} MiB): {e}", total >> 20))?
+        ember_linux::place_initrd(total, &bz, map)
+            .map_err(|e| format!("initrd ({} MiB): {e}", total >> 20))?
     } else {
         0
     };
     let cmd_len = cmdline.len() as u64 + 1;
     if cmd_len > u64::from(bz.cmdline_size()) + 1 {
-        return Err(format!("command line of {} bytes exceeds the kernel's limit of {}", cmdline.len(), bz.cmdline_size()));
+        return Err(format!(
+            "command line of {} bytes exceeds the kernel's limit of {}",
+            cmdline.len(),
+            bz.cmdline_size()
+        ));
     }
     let cmd_addr = map
-        .allocate_in_range(pages(cmd_len), PAGE_SIZE, 1 << 20, u64::from(u32::MAX), MemKind::Loader, Strategy::TopDown)
+        .allocate_in_range(
+            pages(cmd_len),
+            PAGE_SIZE,
+            1 << 20,
+            u64::from(u32::MAX),
+            MemKind::Loader,
+            Strategy::TopDown,
+        )
         .map_err(|e| format!("command line: {e}"))?;
     let bp_addr = map
-        .allocate_in_range(1, PAGE_SIZE, 1 << 20, u64::from(u32::MAX), MemKind::BootParams, Strategy::TopDown)
+        .allocate_in_range(
+            1,
+            PAGE_SIZE,
+            1 << 20,
+            u64::from(u32::MAX),
+            MemKind::BootParams,
+            Strategy::TopDown,
+        )
         .map_err(|e| format!("boot parameters: {e}"))?;
     drop(guard);
 
@@ -151,7 +191,11 @@ pub fn boot_from(src: &mut dyn KernelSource, cmdline: &str, rsdp: u64) -> Result
     let guard = memory::MAP.lock();
     let map = guard.map();
     if map.e820_len() > e820.len() {
-        log::warn!("memory map has {} entries; Linux gets the first {}", map.e820_len(), e820.len());
+        log::warn!(
+            "memory map has {} entries; Linux gets the first {}",
+            map.e820_len(),
+            e820.len()
+        );
     }
     let n = map.to_e820(&mut e820);
     drop(guard);
@@ -163,7 +207,8 @@ pub fn boot_from(src: &mut dyn KernelSource, cmdline: &str, rsdp: u64) -> Result
         rsdp_addr: rsdp,
         e820: &e820[..n],
     };
-    let bp = ember_linux::build_boot_params(&bz, &head, &inputs).map_err(|e| format!("{kernel}: {e}"))?;
+    let bp = ember_linux::build_boot_params(&bz, &head, &inputs)
+        .map_err(|e| format!("{kernel}: {e}"))?;
     // SAFETY: the zero page allocated above.
     unsafe { phys::bytes_mut(bp_addr, PAGE_SIZE as usize) }.copy_from_slice(bp.as_bytes());
 
@@ -194,10 +239,20 @@ pub struct FwCfgKernel<'a> {
 }
 
 impl<'a> FwCfgKernel<'a> {
-    pub fn new(fw: &'a mut crate::fwcfg::FwCfg, setup_size: u32, kernel_size: u32, initrd_size: u32) -> Self {
+    pub fn new(
+        fw: &'a mut crate::fwcfg::FwCfg,
+        setup_size: u32,
+        kernel_size: u32,
+        initrd_size: u32,
+    ) -> Self {
         let mut setup = vec![0u8; setup_size.min(64 * 1024) as usize];
         fw.read(ember_fwcfg::SETUP_DATA, &mut setup);
-        FwCfgKernel { fw, setup, kernel_size, initrd_size }
+        FwCfgKernel {
+            fw,
+            setup,
+            kernel_size,
+            initrd_size,
+        }
     }
 }
 
@@ -215,11 +270,19 @@ impl KernelSource for FwCfgKernel<'_> {
             return Ok(());
         }
         if offset != setup || dst.len() as u64 != u64::from(self.kernel_size) {
-            return Err(format!("-kernel: QEMU split the image at {setup:#x}, not at {offset:#x}"));
+            return Err(format!(
+                "-kernel: QEMU split the image at {setup:#x}, not at {offset:#x}"
+            ));
         }
         // SAFETY: `dst` is the kernel's allocation (boot_from's contract).
-        unsafe { self.fw.read_to_phys(ember_fwcfg::KERNEL_DATA, dst.as_mut_ptr() as u64, self.kernel_size) }
-            .map_err(|e| format!("-kernel: {e}"))
+        unsafe {
+            self.fw.read_to_phys(
+                ember_fwcfg::KERNEL_DATA,
+                dst.as_mut_ptr() as u64,
+                self.kernel_size,
+            )
+        }
+        .map_err(|e| format!("-kernel: {e}"))
     }
     fn initrd_size(&self) -> u64 {
         u64::from(self.initrd_size).next_multiple_of(4)
@@ -227,10 +290,18 @@ impl KernelSource for FwCfgKernel<'_> {
     fn read_initrds(&mut self, dst: &mut [u8]) -> Result<(), String> {
         let t0 = time::now_ns();
         let len = self.initrd_size as usize;
-        let d = dst.get_mut(..len).ok_or("-initrd larger than its allocation")?;
+        let d = dst
+            .get_mut(..len)
+            .ok_or("-initrd larger than its allocation")?;
         // SAFETY: `d` is the initrd's allocation.
-        unsafe { self.fw.read_to_phys(ember_fwcfg::INITRD_DATA, d.as_mut_ptr() as u64, self.initrd_size) }
-            .map_err(|e| format!("-initrd: {e}"))?;
+        unsafe {
+            self.fw.read_to_phys(
+                ember_fwcfg::INITRD_DATA,
+                d.as_mut_ptr() as u64,
+                self.initrd_size,
+            )
+        }
+        .map_err(|e| format!("-initrd: {e}"))?;
         report("-initrd", d.as_ptr() as u64, len as u64, t0);
         Ok(())
     }

@@ -9,12 +9,12 @@ mod acpi;
 mod arch;
 mod boot;
 mod chipset;
+mod console;
 mod devices;
 mod efi;
 mod flash;
 mod fwcfg;
 mod linux;
-mod console;
 mod memory;
 mod pci;
 mod phys;
@@ -46,11 +46,15 @@ extern "C" fn rust_start(info_addr: u64, source: u64) -> ! {
         1 => Entry::Reset,
         _ => Entry::Linux64,
     };
-    log::info!("Ember {} (x86_64, {} entry)", env!("CARGO_PKG_VERSION"), match entry {
-        Entry::Pvh => "PVH",
-        Entry::Reset => "reset-vector",
-        Entry::Linux64 => "Linux 64-bit",
-    });
+    log::info!(
+        "Ember {} (x86_64, {} entry)",
+        env!("CARGO_PKG_VERSION"),
+        match entry {
+            Entry::Pvh => "PVH",
+            Entry::Reset => "reset-vector",
+            Entry::Linux64 => "Linux 64-bit",
+        }
+    );
 
     let parsed = match entry {
         // SAFETY: `info_addr` is what the VMM passed in %ebx at the PVH entry.
@@ -74,10 +78,16 @@ extern "C" fn rust_start(info_addr: u64, source: u64) -> ! {
         // SAFETY: nothing has touched PCI configuration space yet.
         platform::set_chipset(unsafe { chipset::init() }, &mut info);
     }
-    if let Some(level) = pvh::cmdline_value(info.cmdline, "ember.log").and_then(|l| l.parse().ok()) {
+    if let Some(level) = pvh::cmdline_value(info.cmdline, "ember.log").and_then(|l| l.parse().ok())
+    {
         console::set_level(level);
     }
-    log::debug!("TSC {} kHz ({}), command line {:?}", time::tsc_khz(), time::source(), info.cmdline);
+    log::debug!(
+        "TSC {} kHz ({}), command line {:?}",
+        time::tsc_khz(),
+        time::source(),
+        info.cmdline
+    );
     memory::init(&info);
     if !arch::protect::protect_image() {
         log::warn!("protection: could not apply W^X to Ember's image");
@@ -90,13 +100,18 @@ extern "C" fn rust_start(info_addr: u64, source: u64) -> ! {
     // firmware come from `-fw_cfg name=opt/ember/cmdline,string=...`.
     let mut cmdline = alloc::string::String::from(info.cmdline);
     // SAFETY: as for the early probe.
-    let mut fw = if early_fw.is_some() { unsafe { fwcfg::FwCfg::probe() } } else { None };
+    let mut fw = if early_fw.is_some() {
+        unsafe { fwcfg::FwCfg::probe() }
+    } else {
+        None
+    };
     if let Some(extra) = fw.as_mut().and_then(|f| f.read_string("opt/ember/cmdline")) {
         if !cmdline.is_empty() {
             cmdline.push(' ');
         }
         cmdline.push_str(extra.trim());
-        if let Some(level) = pvh::cmdline_value(&cmdline, "ember.log").and_then(|l| l.parse().ok()) {
+        if let Some(level) = pvh::cmdline_value(&cmdline, "ember.log").and_then(|l| l.parse().ok())
+        {
             console::set_level(level);
         }
     }
@@ -124,7 +139,11 @@ extern "C" fn rust_start(info_addr: u64, source: u64) -> ! {
     }
     let t = time::since_start_us();
     let mut disks = devices::discover(platform, &cmdline);
-    log::info!("devices: {} disk(s) in {} us", disks.len(), time::since_start_us() - t);
+    log::info!(
+        "devices: {} disk(s) in {} us",
+        disks.len(),
+        time::since_start_us() - t
+    );
     if let Some(f) = fw.as_mut() {
         platform::apply_bootorder(f, &mut disks);
     }

@@ -32,7 +32,10 @@ struct Heaps {
 }
 
 #[global_allocator]
-static HEAPS: Heaps = Heaps { boot: LockedHeap::empty(), runtime: LockedHeap::empty() };
+static HEAPS: Heaps = Heaps {
+    boot: LockedHeap::empty(),
+    runtime: LockedHeap::empty(),
+};
 /// Guards live, plus one for good after ExitBootServices.
 static RUNTIME_USERS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 static RUNTIME_RANGE: spin::Once<(u64, u64)> = spin::Once::new();
@@ -41,7 +44,9 @@ static RUNTIME_RANGE: spin::Once<(u64, u64)> = spin::Once::new();
 // a pointer is returned to the heap whose range holds it.
 unsafe impl core::alloc::GlobalAlloc for Heaps {
     unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
-        if RUNTIME_USERS.load(core::sync::atomic::Ordering::Relaxed) > 0 && RUNTIME_RANGE.get().is_some() {
+        if RUNTIME_USERS.load(core::sync::atomic::Ordering::Relaxed) > 0
+            && RUNTIME_RANGE.get().is_some()
+        {
             // SAFETY: forwarded with the caller's layout.
             unsafe { self.runtime.alloc(layout) }
         } else {
@@ -52,7 +57,10 @@ unsafe impl core::alloc::GlobalAlloc for Heaps {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
         let a = ptr as u64;
-        if RUNTIME_RANGE.get().is_some_and(|&(s, e)| (s..e).contains(&a)) {
+        if RUNTIME_RANGE
+            .get()
+            .is_some_and(|&(s, e)| (s..e).contains(&a))
+        {
             // SAFETY: allocated from the runtime heap (its range holds it).
             unsafe { self.runtime.dealloc(ptr, layout) }
         } else {
@@ -90,9 +98,16 @@ pub fn init_runtime_heap(pages: u64) -> bool {
         return true;
     }
     // EfiRuntimeServicesData: the OS keeps it for runtime services.
-    let Some(at) = alloc_below_4g(pages * PAGE_SIZE, PAGE_SIZE, MemKind::Allocated(6)) else { return false };
+    let Some(at) = alloc_below_4g(pages * PAGE_SIZE, PAGE_SIZE, MemKind::Allocated(6)) else {
+        return false;
+    };
     // SAFETY: just allocated for this heap and used by nothing else.
-    unsafe { HEAPS.runtime.lock().init(at as usize as *mut u8, (pages * PAGE_SIZE) as usize) };
+    unsafe {
+        HEAPS
+            .runtime
+            .lock()
+            .init(at as usize as *mut u8, (pages * PAGE_SIZE) as usize)
+    };
     RUNTIME_RANGE.call_once(|| (at, at + pages * PAGE_SIZE));
     true
 }
@@ -107,7 +122,9 @@ pub fn heap_range() -> Option<&'static (u64, u64)> {
 
 /// Whether `addr` lies in Ember's heap.
 pub fn is_heap(addr: u64) -> bool {
-    HEAP_RANGE.get().is_some_and(|&(s, e)| (s..e).contains(&addr))
+    HEAP_RANGE
+        .get()
+        .is_some_and(|&(s, e)| (s..e).contains(&addr))
 }
 
 /// Below 1 MiB live the VMM's tables and legacy areas; Ember never allocates there.
@@ -129,7 +146,8 @@ fn cmos_fallback(map: &mut Map) {
         }
     };
     let below4g = (u64::from(rd(0x34)) | u64::from(rd(0x35)) << 8) * 65536 + (16 << 20);
-    let above4g = (u64::from(rd(0x5b)) | u64::from(rd(0x5c)) << 8 | u64::from(rd(0x5d)) << 16) * 65536;
+    let above4g =
+        (u64::from(rd(0x5b)) | u64::from(rd(0x5c)) << 8 | u64::from(rd(0x5d)) << 16) * 65536;
     let _ = map.add(0, 0x9fc00, MemKind::Free);
     let _ = map.add(0x9fc00, LOW_LIMIT, MemKind::Reserved);
     let _ = map.add(LOW_LIMIT, below4g.min(0xb000_0000), MemKind::Free);
@@ -148,7 +166,14 @@ fn cmos_fallback(map: &mut Map) {
 pub fn alloc_below_4g(bytes: u64, align: u64, kind: MemKind) -> Option<u64> {
     MAP.lock()
         .map_mut()
-        .allocate_in_range(bytes.div_ceil(PAGE_SIZE).max(1), align.max(PAGE_SIZE), LOW_LIMIT, FOUR_GIB - 1, kind, Strategy::TopDown)
+        .allocate_in_range(
+            bytes.div_ceil(PAGE_SIZE).max(1),
+            align.max(PAGE_SIZE),
+            LOW_LIMIT,
+            FOUR_GIB - 1,
+            kind,
+            Strategy::TopDown,
+        )
         .ok()
 }
 
@@ -176,11 +201,22 @@ pub fn init(info: &pvh::BootInfo) {
         cmos_fallback(map);
     }
     // SAFETY: linker-provided symbols; only their addresses are used.
-    let (start, end) = unsafe { (&__image_start as *const u8 as u64, &__image_end as *const u8 as u64) };
+    let (start, end) = unsafe {
+        (
+            &__image_start as *const u8 as u64,
+            &__image_end as *const u8 as u64,
+        )
+    };
     if let Err(e) = map.add(start, end, MemKind::Firmware) {
         log::warn!("memory: could not reserve Ember's image: {e}");
     }
-    let top = map.regions().iter().filter(|r| r.kind == MemKind::Free).map(|r| r.end).max().unwrap_or(0);
+    let top = map
+        .regions()
+        .iter()
+        .filter(|r| r.kind == MemKind::Free)
+        .map(|r| r.end)
+        .max()
+        .unwrap_or(0);
     let free = map.total_free();
     // Heap: enough for directory listings and bookkeeping; files are read in place.
     let heap_pages = (free / 32 / PAGE_SIZE).clamp(512, 8192);
@@ -196,7 +232,12 @@ pub fn init(info: &pvh::BootInfo) {
     match heap {
         Ok(h) => {
             // SAFETY: the range was just allocated for the heap and is used by nothing else.
-            unsafe { HEAPS.boot.lock().init(h as usize as *mut u8, (heap_pages * PAGE_SIZE) as usize) };
+            unsafe {
+                HEAPS
+                    .boot
+                    .lock()
+                    .init(h as usize as *mut u8, (heap_pages * PAGE_SIZE) as usize)
+            };
             HEAP_RANGE.call_once(|| (h, h + heap_pages * PAGE_SIZE));
         }
         Err(e) => {
@@ -211,7 +252,12 @@ pub fn init(info: &pvh::BootInfo) {
             log::warn!("memory: could not map RAM above 4 GiB");
         }
     }
-    log::info!("memory: {} MiB usable, top of RAM {:#x}, heap {} KiB", free >> 20, top, heap_pages * 4);
+    log::info!(
+        "memory: {} MiB usable, top of RAM {:#x}, heap {} KiB",
+        free >> 20,
+        top,
+        heap_pages * 4
+    );
     for r in MAP.lock().map().regions() {
         log::debug!("  {:#012x}-{:#012x} {:?}", r.start, r.end, r.kind);
     }

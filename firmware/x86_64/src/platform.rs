@@ -85,7 +85,11 @@ pub fn e820_from_fwcfg(fw: &mut FwCfg, info: &mut pvh::BootInfo) {
 pub fn set_chipset(c: Option<Chipset>, info: &mut pvh::BootInfo) {
     if c == Some(Chipset::Q35) {
         // Linux accepts MCFG's window only where the E820 map reserves it.
-        info.push_memmap(chipset::Q35_ECAM_BASE, chipset::Q35_ECAM_SIZE, ember_mem::E820_RESERVED);
+        info.push_memmap(
+            chipset::Q35_ECAM_BASE,
+            chipset::Q35_ECAM_SIZE,
+            ember_mem::E820_RESERVED,
+        );
     }
     CHIPSET.call_once(|| c);
 }
@@ -118,21 +122,34 @@ impl LoaderHost for Host<'_> {
         Ok(())
     }
 
-    fn allocate(&mut self, name: &str, size: u32, align: u32, zone: Zone) -> Result<u64, HostError> {
+    fn allocate(
+        &mut self,
+        name: &str,
+        size: u32,
+        align: u32,
+        zone: Zone,
+    ) -> Result<u64, HostError> {
         match zone {
             Zone::FSeg => fseg_alloc(u64::from(size), u64::from(align)).ok_or(HostError::NoMemory),
             Zone::High => {
                 // The tables themselves are reclaimable once parsed; other
                 // blobs (FACS inside them aside) are shared with QEMU.
-                let kind = MemKind::Allocated(if name == "etc/acpi/tables" { EFI_ACPI_RECLAIM } else { EFI_ACPI_NVS });
-                memory::alloc_below_4g(u64::from(size), u64::from(align), kind).ok_or(HostError::NoMemory)
+                let kind = MemKind::Allocated(if name == "etc/acpi/tables" {
+                    EFI_ACPI_RECLAIM
+                } else {
+                    EFI_ACPI_NVS
+                });
+                memory::alloc_below_4g(u64::from(size), u64::from(align), kind)
+                    .ok_or(HostError::NoMemory)
             }
         }
     }
 
     fn write_file(&mut self, name: &str, offset: u32, bytes: &[u8]) -> Result<(), HostError> {
         let key = self.fw.file(name).ok_or(HostError::Io)?.select;
-        self.fw.write(key, offset, bytes).map_err(|_| HostError::Unsupported)
+        self.fw
+            .write(key, offset, bytes)
+            .map_err(|_| HostError::Unsupported)
     }
 }
 
@@ -155,7 +172,11 @@ pub fn install_acpi(fw: &mut FwCfg) -> Option<u64> {
         unsafe { phys::bytes_mut(b.addr, b.data.len()) }.copy_from_slice(&b.data);
     }
     let rsdp = loaded.rsdp();
-    log::info!("ACPI: {} blob(s) from QEMU, RSDP at {:#x}", loaded.blobs().len(), rsdp.unwrap_or(0));
+    log::info!(
+        "ACPI: {} blob(s) from QEMU, RSDP at {:#x}",
+        loaded.blobs().len(),
+        rsdp.unwrap_or(0)
+    );
     rsdp
 }
 
@@ -167,7 +188,11 @@ fn smbios_alloc(len: usize) -> Option<u64> {
 /// Place an entry point: in the F segment when Ember owns it (legacy
 /// scans find it there), else in allocated memory recorded for UEFI.
 fn place_anchor(anchor: &[u8], is_64: bool, own_fseg: bool) -> Option<u64> {
-    let at = if own_fseg { fseg_alloc(anchor.len() as u64, 16) } else { None };
+    let at = if own_fseg {
+        fseg_alloc(anchor.len() as u64, 16)
+    } else {
+        None
+    };
     let at = match at {
         Some(a) => a,
         None => {
@@ -209,14 +234,20 @@ pub fn install_smbios(fw: Option<&mut FwCfg>, as_firmware: bool) {
 }
 
 fn qemu_smbios(fw: &mut FwCfg) -> Result<u64, String> {
-    let tables = fw.read_file("etc/smbios/smbios-tables").ok_or("fw_cfg has no etc/smbios/smbios-tables")?;
-    let mut anchor = fw.read_file("etc/smbios/smbios-anchor").ok_or("fw_cfg has no etc/smbios/smbios-anchor")?;
+    let tables = fw
+        .read_file("etc/smbios/smbios-tables")
+        .ok_or("fw_cfg has no etc/smbios/smbios-tables")?;
+    let mut anchor = fw
+        .read_file("etc/smbios/smbios-anchor")
+        .ok_or("fw_cfg has no etc/smbios/smbios-anchor")?;
     let tables = with_bios_information(tables, &mut anchor);
     let at = smbios_alloc(tables.len()).ok_or("no memory for the tables")?;
-    let kind = ember_smbios::fixup_anchor(&mut anchor, at, tables.len() as u32).map_err(|e| format!("QEMU's entry point: {e}"))?;
+    let kind = ember_smbios::fixup_anchor(&mut anchor, at, tables.len() as u32)
+        .map_err(|e| format!("QEMU's entry point: {e}"))?;
     // SAFETY: just allocated for the table.
     unsafe { phys::bytes_mut(at, tables.len()) }.copy_from_slice(&tables);
-    place_anchor(&anchor, kind == ember_smbios::Anchor::Smbios30, true).ok_or_else(|| "no room for the entry point".into())
+    place_anchor(&anchor, kind == ember_smbios::Anchor::Smbios30, true)
+        .ok_or_else(|| "no room for the entry point".into())
 }
 
 /// QEMU describes the machine but not its firmware: unless `-smbios type=0`
@@ -234,22 +265,30 @@ fn with_bios_information(tables: Vec<u8>, anchor: &mut [u8]) -> Vec<u8> {
             Err(_) => return tables, // fixup_anchor and the OS judge QEMU's table
         }
     }
-    let Ok(own) = ember_tables() else { return tables };
-    let Some(Ok(t0)) = Structures::new(&own.bytes).next() else { return tables };
+    let Ok(own) = ember_tables() else {
+        return tables;
+    };
+    let Some(Ok(t0)) = Structures::new(&own.bytes).next() else {
+        return tables;
+    };
     let mut t0 = own.bytes[t0.offset..t0.offset + t0.size()].to_vec();
     let handle = (0..=u16::MAX).find(|h| !handles.contains(h)).unwrap_or(0);
     t0[2..4].copy_from_slice(&handle.to_le_bytes());
     let grow = t0.len();
     if let Ok((ep, _)) = EntryPoint21::mut_from_prefix(anchor) {
         if ep.anchor == ember_smbios::ANCHOR_21 {
-            ep.table_length.set(ep.table_length.get().saturating_add(grow as u16));
-            ep.structure_count.set(ep.structure_count.get().saturating_add(1));
-            ep.max_structure_size.set(ep.max_structure_size.get().max(grow as u16));
+            ep.table_length
+                .set(ep.table_length.get().saturating_add(grow as u16));
+            ep.structure_count
+                .set(ep.structure_count.get().saturating_add(1));
+            ep.max_structure_size
+                .set(ep.max_structure_size.get().max(grow as u16));
         }
     }
     if let Ok((ep, _)) = EntryPoint30::mut_from_prefix(anchor) {
         if ep.anchor == ember_smbios::ANCHOR_30 {
-            ep.table_max_size.set(ep.table_max_size.get().saturating_add(grow as u32));
+            ep.table_max_size
+                .set(ep.table_max_size.get().saturating_add(grow as u32));
         }
     }
     t0.extend_from_slice(&tables);
@@ -300,7 +339,8 @@ fn own_smbios(own_fseg: bool) -> Result<u64, String> {
     // SAFETY: just allocated for the table.
     unsafe { phys::bytes_mut(at, t.bytes.len()) }.copy_from_slice(&t.bytes);
     let ep = t.entry_point_30(at);
-    place_anchor(&ep, true, own_fseg && fseg_writable()).ok_or_else(|| "no room for the entry point".into())
+    place_anchor(&ep, true, own_fseg && fseg_writable())
+        .ok_or_else(|| "no room for the entry point".into())
 }
 
 /// Whether the F segment is RAM Ember may write (as the firmware it made it
@@ -325,7 +365,9 @@ fn merge(mut v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
 /// Sort disks by fw_cfg's `bootorder` (QEMU's `bootindex=`); disks it does
 /// not name keep their discovery order after the named ones.
 pub fn apply_bootorder(fw: &mut FwCfg, disks: &mut [Disk]) {
-    let Some(text) = fw.read_string("bootorder") else { return };
+    let Some(text) = fw.read_string("bootorder") else {
+        return;
+    };
     if text.trim().is_empty() {
         return;
     }
@@ -341,7 +383,9 @@ pub fn apply_bootorder(fw: &mut FwCfg, disks: &mut [Disk]) {
             Location::Pci(_) => return usize::MAX,
             Location::Mmio(base) => ember_fwcfg::Location::Mmio(base),
         };
-        ember_fwcfg::parse_bootorder(&text).priority(&loc).unwrap_or(usize::MAX)
+        ember_fwcfg::parse_bootorder(&text)
+            .priority(&loc)
+            .unwrap_or(usize::MAX)
     };
     disks.sort_by_key(|d| prio(d));
     let names: Vec<&str> = disks.iter().map(|d| d.name.as_str()).collect();
@@ -366,7 +410,10 @@ pub fn boot_qemu_kernel(fw: &mut FwCfg, rsdp: u64) {
     let cmd_size = word(fw, selector::CMDLINE_SIZE);
     let mut cmdline = alloc::vec![0u8; cmd_size as usize];
     fw.read(selector::CMDLINE_DATA, &mut cmdline);
-    let end = cmdline.iter().position(|&b| b == 0).unwrap_or(cmdline.len());
+    let end = cmdline
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(cmdline.len());
     let cmdline = String::from_utf8_lossy(&cmdline[..end]).into_owned();
     log::info!(
         "fw_cfg: -kernel ({} KiB setup + {} KiB), -initrd ({} KiB), -append \"{cmdline}\"",

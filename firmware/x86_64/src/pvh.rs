@@ -53,15 +53,27 @@ impl BootInfo {
         BootInfo {
             cmdline: "",
             rsdp: 0,
-            memmap: [MemmapEntry { addr: 0, size: 0, kind: 0, reserved: 0 }; MAX_ENTRIES],
+            memmap: [MemmapEntry {
+                addr: 0,
+                size: 0,
+                kind: 0,
+                reserved: 0,
+            }; MAX_ENTRIES],
             entries: 0,
         }
     }
 
     /// Record one memory map entry (E820 and PVH share type codes); false when full.
     pub fn push_memmap(&mut self, addr: u64, size: u64, kind: u32) -> bool {
-        let Some(slot) = self.memmap.get_mut(self.entries) else { return false };
-        *slot = MemmapEntry { addr, size, kind, reserved: 0 };
+        let Some(slot) = self.memmap.get_mut(self.entries) else {
+            return false;
+        };
+        *slot = MemmapEntry {
+            addr,
+            size,
+            kind,
+            reserved: 0,
+        };
         self.entries += 1;
         true
     }
@@ -110,13 +122,20 @@ pub unsafe fn parse(addr: u64) -> Result<BootInfo, PvhError> {
     } else {
         ""
     };
-    let mut info = BootInfo { cmdline, rsdp: si.rsdp_paddr, ..BootInfo::empty() };
+    let mut info = BootInfo {
+        cmdline,
+        rsdp: si.rsdp_paddr,
+        ..BootInfo::empty()
+    };
     // The memory map fields exist from version 1 on.
     if si.version >= 1 && si.memmap_paddr != 0 {
         let n = (si.memmap_entries as usize).min(MAX_ENTRIES);
         // SAFETY: the VMM's memory map table of `n` entries.
         let raw = unsafe { phys::bytes(si.memmap_paddr, n * 24) };
-        for e in raw.chunks_exact(24).filter_map(|c| MemmapEntry::read_from_bytes(c).ok()) {
+        for e in raw
+            .chunks_exact(24)
+            .filter_map(|c| MemmapEntry::read_from_bytes(c).ok())
+        {
             info.push_memmap(e.addr, e.size, e.kind);
         }
     }
@@ -144,7 +163,11 @@ pub unsafe fn parse_zero_page(addr: u64) -> Result<BootInfo, PvhError> {
     } else {
         ""
     };
-    let mut info = BootInfo { cmdline, rsdp: bp.acpi_rsdp_addr.get(), ..BootInfo::empty() };
+    let mut info = BootInfo {
+        cmdline,
+        rsdp: bp.acpi_rsdp_addr.get(),
+        ..BootInfo::empty()
+    };
     let n = usize::from(bp.e820_entries).min(bp.e820_table.len());
     for e in &bp.e820_table[..n] {
         info.push_memmap(e.addr.get(), e.size.get(), e.kind.get());

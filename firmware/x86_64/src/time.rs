@@ -50,7 +50,10 @@ pub fn calibrate() {
     if max >= 0x15 {
         let l = cpuid(0x15, 0);
         if l.eax != 0 && l.ebx != 0 && l.ecx != 0 {
-            set_khz(u64::from(l.ecx) * u64::from(l.ebx) / u64::from(l.eax) / 1000, 1);
+            set_khz(
+                u64::from(l.ecx) * u64::from(l.ebx) / u64::from(l.eax) / 1000,
+                1,
+            );
             return;
         }
     }
@@ -108,7 +111,8 @@ fn pit_measure() -> Option<u64> {
 
 /// Convert TSC ticks to nanoseconds.
 pub fn ticks_to_ns(ticks: u64) -> u64 {
-    (u128::from(ticks) * 1024 * 1000 / u128::from(TICKS_PER_US_X1024.load(Ordering::Relaxed))) as u64
+    (u128::from(ticks) * 1024 * 1000 / u128::from(TICKS_PER_US_X1024.load(Ordering::Relaxed)))
+        as u64
 }
 
 /// Nanoseconds since Ember started.

@@ -61,12 +61,38 @@ pub struct Frame {
 }
 
 const NAMES: [&str; 32] = [
-    "divide error", "debug", "NMI", "breakpoint", "overflow", "bound range", "invalid opcode",
-    "device not available", "double fault", "coprocessor overrun", "invalid TSS",
-    "segment not present", "stack fault", "general protection", "page fault", "reserved",
-    "x87 FP", "alignment check", "machine check", "SIMD FP", "virtualization", "control protection",
-    "reserved", "reserved", "reserved", "reserved", "reserved", "reserved", "hypervisor injection",
-    "VMM communication", "security", "reserved",
+    "divide error",
+    "debug",
+    "NMI",
+    "breakpoint",
+    "overflow",
+    "bound range",
+    "invalid opcode",
+    "device not available",
+    "double fault",
+    "coprocessor overrun",
+    "invalid TSS",
+    "segment not present",
+    "stack fault",
+    "general protection",
+    "page fault",
+    "reserved",
+    "x87 FP",
+    "alignment check",
+    "machine check",
+    "SIMD FP",
+    "virtualization",
+    "control protection",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "hypervisor injection",
+    "VMM communication",
+    "security",
+    "reserved",
 ];
 
 /// Load the IDT.
@@ -78,7 +104,11 @@ pub fn init() {
             // SAFETY: `isr_table` is an immutable table emitted by isr.s.
             let h = unsafe { isr_table[i] };
             // Faults that a bad stack causes get a stack of their own.
-            let ist = if matches!(i, 8 | 12 | 14) { super::protect::FAULT_IST } else { 0 };
+            let ist = if matches!(i, 8 | 12 | 14) {
+                super::protect::FAULT_IST
+            } else {
+                0
+            };
             *g = Gate {
                 offset_lo: h as u16,
                 selector: 0x10,
@@ -91,7 +121,10 @@ pub fn init() {
         }
         t
     });
-    let ptr = IdtPtr { limit: (size_of::<[Gate; 32]>() - 1) as u16, base: idt.as_ptr() as u64 };
+    let ptr = IdtPtr {
+        limit: (size_of::<[Gate; 32]>() - 1) as u16,
+        base: idt.as_ptr() as u64,
+    };
     // SAFETY: the IDT lives in a static that is never freed or changed again,
     // and every gate points at a stub in isr.s.
     unsafe { asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack, preserves_flags)) }
@@ -115,7 +148,11 @@ extern "C" fn exception_handler(f: &Frame) -> ! {
         } else {
             "reading"
         };
-        let why = if f.error & 1 == 0 { "not mapped" } else { "protection violation" };
+        let why = if f.error & 1 == 0 {
+            "not mapped"
+        } else {
+            "protection violation"
+        };
         crate::print!("    page fault {what} {cr2:#x} ({why}): ");
         culprit::describe(cr2);
         crate::print!("\n");

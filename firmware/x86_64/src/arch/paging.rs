@@ -29,7 +29,11 @@ fn has_1g_pages() -> bool {
 /// # Safety
 /// The range must be RAM or device memory belonging to this machine, and the
 /// live page tables must be the ones built by entry.s and this function.
-pub unsafe fn map_identity(start: u64, end: u64, alloc_page: &mut dyn FnMut() -> Option<u64>) -> bool {
+pub unsafe fn map_identity(
+    start: u64,
+    end: u64,
+    alloc_page: &mut dyn FnMut() -> Option<u64>,
+) -> bool {
     const GIB: u64 = 1 << 30;
     const MIB2: u64 = 2 << 20;
     let huge1g = has_1g_pages();
@@ -141,11 +145,15 @@ unsafe fn leaf(addr: u64) -> Option<(*mut u64, u64)> {
 /// As [`leaf`]; `alloc_page` returns a zeroed, mapped page.
 unsafe fn split(addr: u64, alloc_page: &mut dyn FnMut() -> Option<u64>) -> bool {
     // SAFETY: forwarded.
-    let Some((e, size)) = (unsafe { leaf(addr) }) else { return false };
+    let Some((e, size)) = (unsafe { leaf(addr) }) else {
+        return false;
+    };
     if size <= 4096 {
         return true;
     }
-    let Some(table) = alloc_page() else { return false };
+    let Some(table) = alloc_page() else {
+        return false;
+    };
     // SAFETY: `e` is a live huge entry; `table` is a fresh page.
     unsafe {
         let v = *e;
@@ -168,18 +176,28 @@ unsafe fn split(addr: u64, alloc_page: &mut dyn FnMut() -> Option<u64>) -> bool 
 /// # Safety
 /// As [`leaf`]. Changing mappings under running code is the caller's call:
 /// UEFI's memory-attribute protocol is asked for this by the OS loader.
-pub unsafe fn update(start: u64, end: u64, set: Attrs, clear: Attrs, alloc_page: &mut dyn FnMut() -> Option<u64>) -> bool {
+pub unsafe fn update(
+    start: u64,
+    end: u64,
+    set: Attrs,
+    clear: Attrs,
+    alloc_page: &mut dyn FnMut() -> Option<u64>,
+) -> bool {
     let mut a = start;
     while a < end {
         // SAFETY: forwarded.
-        let Some((mut e, mut size)) = (unsafe { leaf(a) }) else { return false };
+        let Some((mut e, mut size)) = (unsafe { leaf(a) }) else {
+            return false;
+        };
         while size > 4096 && (!a.is_multiple_of(size) || a + size > end) {
             // SAFETY: forwarded.
             if !unsafe { split(a, alloc_page) } {
                 return false;
             }
             // SAFETY: forwarded; the split just made a smaller leaf.
-            let Some(l) = (unsafe { leaf(a) }) else { return false };
+            let Some(l) = (unsafe { leaf(a) }) else {
+                return false;
+            };
             (e, size) = l;
         }
         // SAFETY: a live leaf entry of Ember's tables.
@@ -224,7 +242,11 @@ pub unsafe fn attributes(start: u64, end: u64) -> Option<Attrs> {
         let (e, size) = unsafe { leaf(a) }?;
         // SAFETY: a live leaf entry.
         let v = unsafe { *e };
-        let here = Attrs { read_protect: v & PRESENT == 0, exec_protect: v & NX != 0, read_only: v & WRITE == 0 };
+        let here = Attrs {
+            read_protect: v & PRESENT == 0,
+            exec_protect: v & NX != 0,
+            read_only: v & WRITE == 0,
+        };
         if seen.is_some_and(|s| s != here) {
             return None;
         }

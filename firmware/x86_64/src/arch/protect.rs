@@ -17,7 +17,11 @@ extern "C" {
     static fault_stack_top: u8;
 }
 
-const NONE: Attrs = Attrs { read_protect: false, exec_protect: false, read_only: false };
+const NONE: Attrs = Attrs {
+    read_protect: false,
+    exec_protect: false,
+    read_only: false,
+};
 
 fn addr(s: &u8) -> u64 {
     s as *const u8 as u64
@@ -27,14 +31,23 @@ fn addr(s: &u8) -> u64 {
 pub fn image_ranges() -> [(u64, u64); 3] {
     // SAFETY: linker symbols; only their addresses are taken.
     unsafe {
-        let (a, r, d, e) = (addr(&__image_start), addr(&__rodata_start), addr(&__data_start), addr(&__image_end));
+        let (a, r, d, e) = (
+            addr(&__image_start),
+            addr(&__rodata_start),
+            addr(&__data_start),
+            addr(&__image_end),
+        );
         [(a, r), (r, d), (d, e)]
     }
 }
 
 fn update(start: u64, end: u64, set: Attrs, clear: Attrs) -> bool {
     // SAFETY: Ember's own identity tables; table pages from the allocator.
-    unsafe { paging::update(start, end, set, clear, &mut || crate::memory::alloc_pages(1)) }
+    unsafe {
+        paging::update(start, end, set, clear, &mut || {
+            crate::memory::alloc_pages(1)
+        })
+    }
 }
 
 /// Apply W^X to Ember's image and unmap the guard page. Needs the page
@@ -44,21 +57,47 @@ pub fn protect_image() -> bool {
         log::warn!("protection: the CPU has no NX: Ember's data stays executable");
     }
     let [(t0, t1), (r0, r1), (d0, d1)] = image_ranges();
-    let ro = Attrs { read_only: true, ..NONE };
-    let ro_nx = Attrs { read_only: true, exec_protect: paging::nx_enabled(), ..NONE };
-    let nx = Attrs { exec_protect: paging::nx_enabled(), ..NONE };
+    let ro = Attrs {
+        read_only: true,
+        ..NONE
+    };
+    let ro_nx = Attrs {
+        read_only: true,
+        exec_protect: paging::nx_enabled(),
+        ..NONE
+    };
+    let nx = Attrs {
+        exec_protect: paging::nx_enabled(),
+        ..NONE
+    };
     // SAFETY: linker symbol; only its address is taken.
     let guard = unsafe { addr(&boot_stack_guard) };
     update(t0, t1, ro, NONE)
         && update(r0, r1, ro_nx, NONE)
         && update(d0, d1, nx, NONE)
-        && update(guard, guard + 4096, Attrs { read_protect: true, ..NONE }, NONE)
+        && update(
+            guard,
+            guard + 4096,
+            Attrs {
+                read_protect: true,
+                ..NONE
+            },
+            NONE,
+        )
 }
 
 /// Make a range of Ember's data (the heap) non-executable.
 pub fn protect_data(start: u64, end: u64) {
     if paging::nx_enabled() {
-        update(start, end, Attrs { exec_protect: true, ..NONE }, NONE);
+        update(
+            start,
+            end,
+            Attrs {
+                exec_protect: true,
+                ..NONE
+            },
+            NONE,
+        );
     }
 }
 
@@ -66,7 +105,15 @@ static PAGE0_UNMAPPED: AtomicBool = AtomicBool::new(false);
 
 /// Unmap page 0 while Ember runs its own code.
 pub fn unmap_page0() {
-    if update(0, 4096, Attrs { read_protect: true, ..NONE }, NONE) {
+    if update(
+        0,
+        4096,
+        Attrs {
+            read_protect: true,
+            ..NONE
+        },
+        NONE,
+    ) {
         PAGE0_UNMAPPED.store(true, Ordering::Relaxed);
     }
 }
@@ -75,18 +122,42 @@ pub fn unmap_page0() {
 /// area and interrupt vectors there.
 pub fn map_page0() {
     if PAGE0_UNMAPPED.swap(false, Ordering::Relaxed) {
-        update(0, 4096, NONE, Attrs { read_protect: true, ..NONE });
+        update(
+            0,
+            4096,
+            NONE,
+            Attrs {
+                read_protect: true,
+                ..NONE
+            },
+        );
     }
 }
 
 /// Where a guard page sits under an image stack (see efi::image).
 pub fn guard(addr: u64) {
-    update(addr, addr + 4096, Attrs { read_protect: true, ..NONE }, NONE);
+    update(
+        addr,
+        addr + 4096,
+        Attrs {
+            read_protect: true,
+            ..NONE
+        },
+        NONE,
+    );
 }
 
 /// Undo [`guard`] before the memory is reused.
 pub fn unguard(addr: u64) {
-    update(addr, addr + 4096, NONE, Attrs { read_protect: true, ..NONE });
+    update(
+        addr,
+        addr + 4096,
+        NONE,
+        Attrs {
+            read_protect: true,
+            ..NONE
+        },
+    );
 }
 
 // ---- TSS with an interrupt stack for faults -----------------------------
@@ -132,11 +203,18 @@ pub fn load_tss() {
     let base = tss as *const Tss as u64;
     let limit = (core::mem::size_of::<Tss>() - 1) as u64;
     // 64-bit available TSS descriptor (type 9), present.
-    let lo = (limit & 0xffff) | ((base & 0xff_ffff) << 16) | (0x89 << 40) | (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56);
+    let lo = (limit & 0xffff)
+        | ((base & 0xff_ffff) << 16)
+        | (0x89 << 40)
+        | (((limit >> 16) & 0xf) << 48)
+        | (((base >> 24) & 0xff) << 56);
     let hi = base >> 32;
     // Same layout as entry.s's table (Linux's selectors), plus the TSS at 0x20.
     let gdt = GDT.call_once(|| [0, 0, 0x00AF_9B00_0000_FFFF, 0x00CF_9300_0000_FFFF, lo, hi]);
-    let ptr = DtPtr { limit: (core::mem::size_of::<[u64; 6]>() - 1) as u16, base: gdt.as_ptr() as u64 };
+    let ptr = DtPtr {
+        limit: (core::mem::size_of::<[u64; 6]>() - 1) as u16,
+        base: gdt.as_ptr() as u64,
+    };
     // SAFETY: the new GDT keeps the selectors in use (0x10 code, 0x18 data)
     // with identical descriptors, so no segment needs reloading; it lives in
     // a static that is never freed; 0x20 is the TSS descriptor just built.

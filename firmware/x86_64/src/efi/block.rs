@@ -65,7 +65,12 @@ struct CachedDisk {
 
 impl CachedDisk {
     fn new(inner: Box<dyn BlockDevice>) -> Self {
-        CachedDisk { inner, slots: Vec::new(), tick: 0, budget: budget() }
+        CachedDisk {
+            inner,
+            slots: Vec::new(),
+            tick: 0,
+            budget: budget(),
+        }
     }
 
     /// Drop every chunk overlapping blocks `[lba, end)`.
@@ -86,7 +91,11 @@ impl CachedDisk {
             return None;
         }
         self.tick += 1;
-        let i = match self.slots.iter().position(|s| s.lba <= lba && end <= s.end()) {
+        let i = match self
+            .slots
+            .iter()
+            .position(|s| s.lba <= lba && end <= s.end())
+        {
             Some(i) => i,
             None => self.fill(lba, end, disk_end, bs)?,
         };
@@ -102,7 +111,10 @@ impl CachedDisk {
         // A miss that starts in or right at the end of a chunk (so runs past
         // it) continues that stream with twice its read-ahead, in its place;
         // anything else starts small, aligned.
-        let stream = self.slots.iter().position(|s| s.lba <= lba && lba <= s.end());
+        let stream = self
+            .slots
+            .iter()
+            .position(|s| s.lba <= lba && lba <= s.end());
         let (start, chunk) = match stream {
             Some(i) => (lba, (self.slots[i].data.len() * 2).min(MAX_CHUNK)),
             None => {
@@ -119,7 +131,12 @@ impl CachedDisk {
         let i = match stream {
             Some(i) => i,
             None if self.slots.len() < SLOTS && held + len <= self.budget => {
-                self.slots.push(Slot { lba: 0, blocks: 0, data: Vec::new(), last_use: 0 });
+                self.slots.push(Slot {
+                    lba: 0,
+                    blocks: 0,
+                    data: Vec::new(),
+                    last_use: 0,
+                });
                 self.slots.len() - 1
             }
             None => (0..self.slots.len()).min_by_key(|&i| self.slots[i].last_use)?,
@@ -208,7 +225,9 @@ fn install_cache(disk: &SharedDisk) {
     if cached.contains(&key) {
         return;
     }
-    let Ok(mut cell) = disk.0.try_borrow_mut() else { return };
+    let Ok(mut cell) = disk.0.try_borrow_mut() else {
+        return;
+    };
     let inner = core::mem::replace(&mut *cell, Box::new(Detached));
     *cell = Box::new(CachedDisk::new(inner));
     cached.push(key);
@@ -251,7 +270,11 @@ impl BlockInstance {
                 write_blocks: bio_write,
                 flush_blocks: bio_flush,
             },
-            disk_io: disk_io::Protocol { revision: disk_io::REVISION, read_disk: dio_read, write_disk: dio_write },
+            disk_io: disk_io::Protocol {
+                revision: disk_io::REVISION,
+                read_disk: dio_read,
+                write_disk: dio_write,
+            },
             media: block_io::Media {
                 media_id: 0,
                 removable_media: false,
@@ -299,7 +322,9 @@ impl BlockInstance {
     /// Byte-granular read (DiskIo), through whole-block reads.
     fn read_bytes(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Status> {
         let bs = u64::from(self.media.block_size);
-        let end = offset.checked_add(buf.len() as u64).ok_or(Status::INVALID_PARAMETER)?;
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .ok_or(Status::INVALID_PARAMETER)?;
         if end > self.blocks() * bs {
             return Err(Status::INVALID_PARAMETER);
         }
@@ -307,10 +332,15 @@ impl BlockInstance {
         let last = end.div_ceil(bs);
         let head = (offset % bs) as usize;
         if head == 0 && (buf.len() as u64).is_multiple_of(bs) {
-            return self.disk.read_blocks(self.start + first, buf).map_err(status_of);
+            return self
+                .disk
+                .read_blocks(self.start + first, buf)
+                .map_err(status_of);
         }
         let mut tmp = vec![0u8; ((last - first) * bs) as usize];
-        self.disk.read_blocks(self.start + first, &mut tmp).map_err(status_of)?;
+        self.disk
+            .read_blocks(self.start + first, &mut tmp)
+            .map_err(status_of)?;
         buf.copy_from_slice(&tmp[head..head + buf.len()]);
         Ok(())
     }
@@ -320,7 +350,9 @@ impl BlockInstance {
             return Err(Status::WRITE_PROTECTED);
         }
         let bs = u64::from(self.media.block_size);
-        let end = offset.checked_add(data.len() as u64).ok_or(Status::INVALID_PARAMETER)?;
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(Status::INVALID_PARAMETER)?;
         if end > self.blocks() * bs {
             return Err(Status::INVALID_PARAMETER);
         }
@@ -329,10 +361,14 @@ impl BlockInstance {
         let head = (offset % bs) as usize;
         let mut tmp = vec![0u8; ((last - first) * bs) as usize];
         if head != 0 || !(data.len() as u64).is_multiple_of(bs) {
-            self.disk.read_blocks(self.start + first, &mut tmp).map_err(status_of)?;
+            self.disk
+                .read_blocks(self.start + first, &mut tmp)
+                .map_err(status_of)?;
         }
         tmp[head..head + data.len()].copy_from_slice(data);
-        self.disk.write_blocks(self.start + first, &tmp).map_err(status_of)
+        self.disk
+            .write_blocks(self.start + first, &tmp)
+            .map_err(status_of)
     }
 }
 
@@ -359,7 +395,13 @@ extern "efiapi" fn bio_reset(_this: *mut block_io::Protocol, _ext: r_efi::efi::B
     Status::SUCCESS
 }
 
-extern "efiapi" fn bio_read(this: *mut block_io::Protocol, media_id: u32, lba: Lba, size: usize, buf: *mut c_void) -> Status {
+extern "efiapi" fn bio_read(
+    this: *mut block_io::Protocol,
+    media_id: u32,
+    lba: Lba,
+    size: usize,
+    buf: *mut c_void,
+) -> Status {
     if this.is_null() || (buf.is_null() && size != 0) {
         return Status::INVALID_PARAMETER;
     }
@@ -377,7 +419,13 @@ extern "efiapi" fn bio_read(this: *mut block_io::Protocol, media_id: u32, lba: L
     done(me.disk.read_blocks(at, b).map_err(status_of))
 }
 
-extern "efiapi" fn bio_write(this: *mut block_io::Protocol, media_id: u32, lba: Lba, size: usize, buf: *mut c_void) -> Status {
+extern "efiapi" fn bio_write(
+    this: *mut block_io::Protocol,
+    media_id: u32,
+    lba: Lba,
+    size: usize,
+    buf: *mut c_void,
+) -> Status {
     if this.is_null() || (buf.is_null() && size != 0) {
         return Status::INVALID_PARAMETER;
     }
@@ -407,7 +455,13 @@ extern "efiapi" fn bio_flush(this: *mut block_io::Protocol) -> Status {
     done(me.disk.flush().map_err(status_of))
 }
 
-extern "efiapi" fn dio_read(this: *mut disk_io::Protocol, media_id: u32, offset: u64, size: usize, buf: *mut c_void) -> Status {
+extern "efiapi" fn dio_read(
+    this: *mut disk_io::Protocol,
+    media_id: u32,
+    offset: u64,
+    size: usize,
+    buf: *mut c_void,
+) -> Status {
     if this.is_null() || (buf.is_null() && size != 0) {
         return Status::INVALID_PARAMETER;
     }
@@ -424,7 +478,13 @@ extern "efiapi" fn dio_read(this: *mut disk_io::Protocol, media_id: u32, offset:
     done(me.read_bytes(offset, b))
 }
 
-extern "efiapi" fn dio_write(this: *mut disk_io::Protocol, media_id: u32, offset: u64, size: usize, buf: *mut c_void) -> Status {
+extern "efiapi" fn dio_write(
+    this: *mut disk_io::Protocol,
+    media_id: u32,
+    offset: u64,
+    size: usize,
+    buf: *mut c_void,
+) -> Status {
     if this.is_null() || (buf.is_null() && size != 0) {
         return Status::INVALID_PARAMETER;
     }

@@ -64,7 +64,9 @@ extern "efiapi" fn out_reset(this: *mut simple_text_output::Protocol, _ext: Bool
 
 extern "efiapi" fn out_string(this: *mut simple_text_output::Protocol, s: *mut u16) -> Status {
     // SAFETY: the caller passes Ember's ConOut.
-    let Some(me) = (unsafe { out(this) }) else { return Status::INVALID_PARAMETER };
+    let Some(me) = (unsafe { out(this) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     if s.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -106,7 +108,12 @@ extern "efiapi" fn out_test(this: *mut simple_text_output::Protocol, s: *mut u16
     Status::SUCCESS
 }
 
-extern "efiapi" fn out_query_mode(this: *mut simple_text_output::Protocol, mode: usize, cols: *mut usize, rows: *mut usize) -> Status {
+extern "efiapi" fn out_query_mode(
+    this: *mut simple_text_output::Protocol,
+    mode: usize,
+    cols: *mut usize,
+    rows: *mut usize,
+) -> Status {
     if this.is_null() || cols.is_null() || rows.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -128,9 +135,14 @@ extern "efiapi" fn out_set_mode(this: *mut simple_text_output::Protocol, mode: u
     out_clear(this)
 }
 
-extern "efiapi" fn out_set_attribute(this: *mut simple_text_output::Protocol, attr: usize) -> Status {
+extern "efiapi" fn out_set_attribute(
+    this: *mut simple_text_output::Protocol,
+    attr: usize,
+) -> Status {
     // SAFETY: the caller passes Ember's ConOut.
-    let Some(me) = (unsafe { out(this) }) else { return Status::INVALID_PARAMETER };
+    let Some(me) = (unsafe { out(this) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     if attr & !0x7f != 0 {
         return Status::UNSUPPORTED;
     }
@@ -143,16 +155,24 @@ extern "efiapi" fn out_set_attribute(this: *mut simple_text_output::Protocol, at
 
 extern "efiapi" fn out_clear(this: *mut simple_text_output::Protocol) -> Status {
     // SAFETY: the caller passes Ember's ConOut.
-    let Some(me) = (unsafe { out(this) }) else { return Status::INVALID_PARAMETER };
+    let Some(me) = (unsafe { out(this) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     console::write_raw(b"\x1b[2J\x1b[H");
     me.mode.cursor_column = 0;
     me.mode.cursor_row = 0;
     Status::SUCCESS
 }
 
-extern "efiapi" fn out_set_cursor(this: *mut simple_text_output::Protocol, col: usize, row: usize) -> Status {
+extern "efiapi" fn out_set_cursor(
+    this: *mut simple_text_output::Protocol,
+    col: usize,
+    row: usize,
+) -> Status {
     // SAFETY: the caller passes Ember's ConOut.
-    let Some(me) = (unsafe { out(this) }) else { return Status::INVALID_PARAMETER };
+    let Some(me) = (unsafe { out(this) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     if col >= COLS || row >= ROWS {
         return Status::UNSUPPORTED;
     }
@@ -163,10 +183,19 @@ extern "efiapi" fn out_set_cursor(this: *mut simple_text_output::Protocol, col: 
     Status::SUCCESS
 }
 
-extern "efiapi" fn out_enable_cursor(this: *mut simple_text_output::Protocol, on: Boolean) -> Status {
+extern "efiapi" fn out_enable_cursor(
+    this: *mut simple_text_output::Protocol,
+    on: Boolean,
+) -> Status {
     // SAFETY: the caller passes Ember's ConOut.
-    let Some(me) = (unsafe { out(this) }) else { return Status::INVALID_PARAMETER };
-    console::write_raw(if on.into() { b"\x1b[?25h" } else { b"\x1b[?25l" });
+    let Some(me) = (unsafe { out(this) }) else {
+        return Status::INVALID_PARAMETER;
+    };
+    console::write_raw(if on.into() {
+        b"\x1b[?25h"
+    } else {
+        b"\x1b[?25l"
+    });
     me.mode.cursor_visible = on;
     Status::SUCCESS
 }
@@ -180,7 +209,11 @@ struct Input {
     esc_at_ns: u64,
 }
 
-static INPUT: Mutex<Input> = Mutex::new(Input { decoder: KeyDecoder::new(), keys: VecDeque::new(), esc_at_ns: 0 });
+static INPUT: Mutex<Input> = Mutex::new(Input {
+    decoder: KeyDecoder::new(),
+    keys: VecDeque::new(),
+    esc_at_ns: 0,
+});
 
 /// How long a lone ESC waits for the rest of a sequence.
 const ESC_TIMEOUT_NS: u64 = 50_000_000;
@@ -208,13 +241,21 @@ pub fn poll_keys() {
         let calls: alloc::vec::Vec<usize> = NOTIFIES
             .lock()
             .iter()
-            .filter(|(d, f)| *f != 0 && d.key.scan_code == k.scan_code && d.key.unicode_char == k.unicode_char)
+            .filter(|(d, f)| {
+                *f != 0 && d.key.scan_code == k.scan_code && d.key.unicode_char == k.unicode_char
+            })
             .map(|(_, f)| *f)
             .collect();
         for f in calls {
             let mut data = simple_text_input_ex::KeyData {
-                key: simple_text_input::InputKey { scan_code: k.scan_code, unicode_char: k.unicode_char },
-                key_state: simple_text_input_ex::KeyState { key_shift_state: 0, key_toggle_state: 0 },
+                key: simple_text_input::InputKey {
+                    scan_code: k.scan_code,
+                    unicode_char: k.unicode_char,
+                },
+                key_state: simple_text_input_ex::KeyState {
+                    key_shift_state: 0,
+                    key_toggle_state: 0,
+                },
             };
             // SAFETY: `f` was registered through RegisterKeyNotify as a
             // KeyNotifyFunction; `data` lives across the call.
@@ -246,7 +287,11 @@ pub struct TextIn {
 /// function polls the UART (see `efi::key_wait_notify`).
 pub fn new_text_in(wait_for_key: Event) -> Box<TextIn> {
     Box::new(TextIn {
-        proto: simple_text_input::Protocol { reset: in_reset, read_key_stroke: in_read, wait_for_key },
+        proto: simple_text_input::Protocol {
+            reset: in_reset,
+            read_key_stroke: in_read,
+            wait_for_key,
+        },
         proto_ex: simple_text_input_ex::Protocol {
             reset: in_reset_ex,
             read_key_stroke_ex: in_read_ex,
@@ -278,21 +323,32 @@ extern "efiapi" fn in_reset_ex(this: *mut simple_text_input_ex::Protocol, _ext: 
     discard_keys()
 }
 
-extern "efiapi" fn in_read(this: *mut simple_text_input::Protocol, key: *mut simple_text_input::InputKey) -> Status {
+extern "efiapi" fn in_read(
+    this: *mut simple_text_input::Protocol,
+    key: *mut simple_text_input::InputKey,
+) -> Status {
     if this.is_null() || key.is_null() {
         return Status::INVALID_PARAMETER;
     }
     match pop_key() {
         Some(k) => {
             // SAFETY: out pointer checked.
-            unsafe { *key = simple_text_input::InputKey { scan_code: k.scan_code, unicode_char: k.unicode_char } };
+            unsafe {
+                *key = simple_text_input::InputKey {
+                    scan_code: k.scan_code,
+                    unicode_char: k.unicode_char,
+                }
+            };
             Status::SUCCESS
         }
         None => Status::NOT_READY,
     }
 }
 
-extern "efiapi" fn in_read_ex(this: *mut simple_text_input_ex::Protocol, data: *mut simple_text_input_ex::KeyData) -> Status {
+extern "efiapi" fn in_read_ex(
+    this: *mut simple_text_input_ex::Protocol,
+    data: *mut simple_text_input_ex::KeyData,
+) -> Status {
     if this.is_null() || data.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -302,8 +358,14 @@ extern "efiapi" fn in_read_ex(this: *mut simple_text_input_ex::Protocol, data: *
             // toggle state, so both "valid" bits stay clear (as the spec allows).
             unsafe {
                 *data = simple_text_input_ex::KeyData {
-                    key: simple_text_input::InputKey { scan_code: k.scan_code, unicode_char: k.unicode_char },
-                    key_state: simple_text_input_ex::KeyState { key_shift_state: 0, key_toggle_state: 0 },
+                    key: simple_text_input::InputKey {
+                        scan_code: k.scan_code,
+                        unicode_char: k.unicode_char,
+                    },
+                    key_state: simple_text_input_ex::KeyState {
+                        key_shift_state: 0,
+                        key_toggle_state: 0,
+                    },
                 };
             }
             Status::SUCCESS
@@ -312,7 +374,10 @@ extern "efiapi" fn in_read_ex(this: *mut simple_text_input_ex::Protocol, data: *
     }
 }
 
-extern "efiapi" fn in_set_state(this: *mut simple_text_input_ex::Protocol, state: *mut u8) -> Status {
+extern "efiapi" fn in_set_state(
+    this: *mut simple_text_input_ex::Protocol,
+    state: *mut u8,
+) -> Status {
     if this.is_null() || state.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -321,7 +386,8 @@ extern "efiapi" fn in_set_state(this: *mut simple_text_input_ex::Protocol, state
 }
 
 /// Registered key-notify callbacks: (key, function), polled with the queue.
-static NOTIFIES: Mutex<alloc::vec::Vec<(simple_text_input_ex::KeyData, usize)>> = Mutex::new(alloc::vec::Vec::new());
+static NOTIFIES: Mutex<alloc::vec::Vec<(simple_text_input_ex::KeyData, usize)>> =
+    Mutex::new(alloc::vec::Vec::new());
 
 extern "efiapi" fn in_register(
     this: *mut simple_text_input_ex::Protocol,
@@ -342,7 +408,10 @@ extern "efiapi" fn in_register(
     Status::SUCCESS
 }
 
-extern "efiapi" fn in_unregister(this: *mut simple_text_input_ex::Protocol, handle: *mut c_void) -> Status {
+extern "efiapi" fn in_unregister(
+    this: *mut simple_text_input_ex::Protocol,
+    handle: *mut c_void,
+) -> Status {
     if this.is_null() {
         return Status::INVALID_PARAMETER;
     }

@@ -17,8 +17,14 @@ const BY_DRIVER: u32 = 0x10;
 fn all_bindings() -> Vec<*mut driver_binding::Protocol> {
     let g = guid(&driver_binding::PROTOCOL_GUID);
     let mut v: Vec<*mut driver_binding::Protocol> = with(|e| {
-        let hs = e.st.handles.peek_locate_handle(ember_efi::Search::ByProtocol(g)).unwrap_or_default();
-        hs.iter().filter_map(|h| e.st.handles.protocol_interface(*h, &g)).map(|i| i as *mut driver_binding::Protocol).collect()
+        let hs =
+            e.st.handles
+                .peek_locate_handle(ember_efi::Search::ByProtocol(g))
+                .unwrap_or_default();
+        hs.iter()
+            .filter_map(|h| e.st.handles.protocol_interface(*h, &g))
+            .map(|i| i as *mut driver_binding::Protocol)
+            .collect()
     });
     // SAFETY: interfaces installed under the driver-binding GUID.
     v.sort_by_key(|&d| core::cmp::Reverse(unsafe { (*d).version }));
@@ -35,7 +41,11 @@ fn opens(ctrl: DbHandle, attr: u32) -> Vec<(DbHandle, Option<DbHandle>)> {
     with(|e| {
         let mut out = Vec::new();
         for g in e.st.handles.protocols_per_handle(ctrl).unwrap_or_default() {
-            for o in e.st.handles.open_protocol_information(ctrl, &g).unwrap_or_default() {
+            for o in
+                e.st.handles
+                    .open_protocol_information(ctrl, &g)
+                    .unwrap_or_default()
+            {
                 if o.attributes & attr != 0 && !out.contains(&(o.agent, o.controller)) {
                     out.push((o.agent, o.controller));
                 }
@@ -45,15 +55,28 @@ fn opens(ctrl: DbHandle, attr: u32) -> Vec<(DbHandle, Option<DbHandle>)> {
     })
 }
 
-pub extern "efiapi" fn connect_controller(ctrl: Handle, drivers: *mut Handle, remaining: *mut device_path::Protocol, recursive: r_efi::efi::Boolean) -> Status {
-    let Some(c) = handle_of(ctrl) else { return Status::INVALID_PARAMETER };
+pub extern "efiapi" fn connect_controller(
+    ctrl: Handle,
+    drivers: *mut Handle,
+    remaining: *mut device_path::Protocol,
+    recursive: r_efi::efi::Boolean,
+) -> Status {
+    let Some(c) = handle_of(ctrl) else {
+        return Status::INVALID_PARAMETER;
+    };
     if !with(|e| e.st.handles.is_valid(c)) {
         return Status::INVALID_PARAMETER;
     }
     connect(c, drivers, remaining, recursive.into(), 0)
 }
 
-fn connect(c: DbHandle, drivers: *mut Handle, remaining: *mut device_path::Protocol, recursive: bool, depth: u32) -> Status {
+fn connect(
+    c: DbHandle,
+    drivers: *mut Handle,
+    remaining: *mut device_path::Protocol,
+    recursive: bool,
+    depth: u32,
+) -> Status {
     // A NULL-terminated list of driver image handles, tried first, in order.
     let mut bindings = Vec::new();
     if !drivers.is_null() {
@@ -74,14 +97,25 @@ fn connect(c: DbHandle, drivers: *mut Handle, remaining: *mut device_path::Proto
         // SAFETY: a driver binding installed by an image; its functions are
         // called with no lock held, as they call back into boot services.
         unsafe {
-            if ((*b).supported)(b, handle_ptr(c), remaining) == Status::SUCCESS && ((*b).start)(b, handle_ptr(c), remaining) == Status::SUCCESS {
+            if ((*b).supported)(b, handle_ptr(c), remaining) == Status::SUCCESS
+                && ((*b).start)(b, handle_ptr(c), remaining) == Status::SUCCESS
+            {
                 started = true;
             }
         }
     }
     if recursive && depth < 16 {
-        for (child, _) in opens(c, BY_CHILD_CONTROLLER).into_iter().filter_map(|(_, ctl)| ctl.map(|x| (x, ()))) {
-            let _ = connect(child, core::ptr::null_mut(), core::ptr::null_mut(), true, depth + 1);
+        for (child, _) in opens(c, BY_CHILD_CONTROLLER)
+            .into_iter()
+            .filter_map(|(_, ctl)| ctl.map(|x| (x, ())))
+        {
+            let _ = connect(
+                child,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                true,
+                depth + 1,
+            );
         }
     }
     if started {
@@ -91,8 +125,14 @@ fn connect(c: DbHandle, drivers: *mut Handle, remaining: *mut device_path::Proto
     }
 }
 
-pub extern "efiapi" fn disconnect_controller(ctrl: Handle, driver: Handle, child: Handle) -> Status {
-    let Some(c) = handle_of(ctrl) else { return Status::INVALID_PARAMETER };
+pub extern "efiapi" fn disconnect_controller(
+    ctrl: Handle,
+    driver: Handle,
+    child: Handle,
+) -> Status {
+    let Some(c) = handle_of(ctrl) else {
+        return Status::INVALID_PARAMETER;
+    };
     if !with(|e| e.st.handles.is_valid(c)) {
         return Status::INVALID_PARAMETER;
     }
@@ -106,7 +146,11 @@ pub extern "efiapi" fn disconnect_controller(ctrl: Handle, driver: Handle, child
 
 /// Stop the drivers managing `c` (all, or `only_driver`), their children
 /// first, as DisconnectController requires.
-pub fn disconnect(c: DbHandle, only_driver: Option<DbHandle>, only_child: Option<DbHandle>) -> Status {
+pub fn disconnect(
+    c: DbHandle,
+    only_driver: Option<DbHandle>,
+    only_child: Option<DbHandle>,
+) -> Status {
     let mut agents: Vec<DbHandle> = opens(c, BY_DRIVER).into_iter().map(|(a, _)| a).collect();
     agents.dedup();
     if let Some(d) = only_driver {

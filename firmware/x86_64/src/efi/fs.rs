@@ -32,7 +32,10 @@ pub struct SfsInstance {
 
 enum Node {
     File(ember_fat::File),
-    Dir { entries: Option<Vec<DirEntry>>, next: usize },
+    Dir {
+        entries: Option<Vec<DirEntry>>,
+        next: usize,
+    },
 }
 
 #[repr(C)]
@@ -67,8 +70,14 @@ pub fn mount(part: Slice<SharedDisk>) -> Result<Box<SfsInstance>, FatError> {
     let read_only = ember_block::BlockDevice::read_only(&part);
     let fs = FileSystem::mount(part)?;
     Ok(Box::new(SfsInstance {
-        proto: simple_file_system::Protocol { revision: simple_file_system::REVISION, open_volume },
-        vol: Rc::new(Volume { fs: RefCell::new(fs), read_only }),
+        proto: simple_file_system::Protocol {
+            revision: simple_file_system::REVISION,
+            open_volume,
+        },
+        vol: Rc::new(Volume {
+            fs: RefCell::new(fs),
+            read_only,
+        }),
     }))
 }
 
@@ -100,13 +109,24 @@ fn new_file(vol: Rc<Volume>, path: String, node: Node, writable: bool) -> *mut f
     Box::into_raw(f) as *mut file::Protocol
 }
 
-extern "efiapi" fn open_volume(this: *mut simple_file_system::Protocol, root: *mut *mut file::Protocol) -> Status {
+extern "efiapi" fn open_volume(
+    this: *mut simple_file_system::Protocol,
+    root: *mut *mut file::Protocol,
+) -> Status {
     if this.is_null() || root.is_null() {
         return Status::INVALID_PARAMETER;
     }
     // SAFETY: `proto` is the first field of the #[repr(C)] SfsInstance the caller got.
     let me = unsafe { &*(this as *const SfsInstance) };
-    let f = new_file(me.vol.clone(), String::new(), Node::Dir { entries: None, next: 0 }, !me.vol.read_only);
+    let f = new_file(
+        me.vol.clone(),
+        String::new(),
+        Node::Dir {
+            entries: None,
+            next: 0,
+        },
+        !me.vol.read_only,
+    );
     // SAFETY: `root` is the caller's out pointer.
     unsafe { *root = f };
     Status::SUCCESS
@@ -162,30 +182,54 @@ fn fat_path(p: &str) -> String {
     alloc::format!("\\{p}")
 }
 
-extern "efiapi" fn f_open(this: *mut file::Protocol, out: *mut *mut file::Protocol, name: *mut u16, mode: u64, attrs: u64) -> Status {
+extern "efiapi" fn f_open(
+    this: *mut file::Protocol,
+    out: *mut *mut file::Protocol,
+    name: *mut u16,
+    mode: u64,
+    attrs: u64,
+) -> Status {
     // SAFETY: `this` came from Ember (UEFI contract).
-    let Some(me) = (unsafe { me(this) }) else { return Status::INVALID_PARAMETER };
+    let Some(me) = (unsafe { me(this) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     if out.is_null() {
         return Status::INVALID_PARAMETER;
     }
-    let valid = [file::MODE_READ, file::MODE_READ | file::MODE_WRITE, file::MODE_READ | file::MODE_WRITE | file::MODE_CREATE];
+    let valid = [
+        file::MODE_READ,
+        file::MODE_READ | file::MODE_WRITE,
+        file::MODE_READ | file::MODE_WRITE | file::MODE_CREATE,
+    ];
     if !valid.contains(&mode) || attrs & !file::VALID_ATTR != 0 {
         return Status::INVALID_PARAMETER;
     }
     // SAFETY: the caller passes a NUL-terminated file name.
-    let Some(name) = (unsafe { read_ucs2(name, 4096) }) else { return Status::INVALID_PARAMETER };
-    let Some(path) = resolve(&me.path, &name) else { return Status::NOT_FOUND };
+    let Some(name) = (unsafe { read_ucs2(name, 4096) }) else {
+        return Status::INVALID_PARAMETER;
+    };
+    let Some(path) = resolve(&me.path, &name) else {
+        return Status::NOT_FOUND;
+    };
     let writable = mode & file::MODE_WRITE != 0;
     if writable && me.vol.read_only {
         return Status::WRITE_PROTECTED;
     }
     let vol = me.vol.clone();
-    let Ok(mut fs) = vol.fs.try_borrow_mut() else { return Status::DEVICE_ERROR };
+    let Ok(mut fs) = vol.fs.try_borrow_mut() else {
+        return Status::DEVICE_ERROR;
+    };
     let node = if path.is_empty() {
-        Node::Dir { entries: None, next: 0 }
+        Node::Dir {
+            entries: None,
+            next: 0,
+        }
     } else {
         match fs.stat(&fat_path(&path)) {
-            Ok(e) if e.is_dir => Node::Dir { entries: None, next: 0 },
+            Ok(e) if e.is_dir => Node::Dir {
+                entries: None,
+                next: 0,
+            },
             Ok(_) => match fs.open(&fat_path(&path)) {
                 Ok(f) => Node::File(f),
                 Err(e) => return fat_status(&e),
@@ -195,7 +239,10 @@ extern "efiapi" fn f_open(this: *mut file::Protocol, out: *mut *mut file::Protoc
                     if let Err(e) = fs.mkdir(&fat_path(&path)) {
                         return fat_status(&e);
                     }
-                    Node::Dir { entries: None, next: 0 }
+                    Node::Dir {
+                        entries: None,
+                        next: 0,
+                    }
                 } else {
                     match fs.create_file(&fat_path(&path)) {
                         Ok(f) => Node::File(f),
@@ -236,7 +283,9 @@ extern "efiapi" fn f_delete(this: *mut file::Protocol) -> Status {
     if !f.writable || f.path.is_empty() {
         return Status::WARN_DELETE_FAILURE;
     }
-    let Ok(mut fs) = f.vol.fs.try_borrow_mut() else { return Status::WARN_DELETE_FAILURE };
+    let Ok(mut fs) = f.vol.fs.try_borrow_mut() else {
+        return Status::WARN_DELETE_FAILURE;
+    };
     match fs.remove(&fat_path(&f.path)).and_then(|_| fs.flush()) {
         Ok(()) => Status::SUCCESS,
         Err(_) => Status::WARN_DELETE_FAILURE,
@@ -290,12 +339,26 @@ struct Meta {
 
 impl Meta {
     fn of(e: &DirEntry) -> Meta {
-        Meta { size: e.size, attributes: e.attributes, is_dir: e.is_dir, created: e.created, accessed: e.accessed, modified: e.modified }
+        Meta {
+            size: e.size,
+            attributes: e.attributes,
+            is_dir: e.is_dir,
+            created: e.created,
+            accessed: e.accessed,
+            modified: e.modified,
+        }
     }
     /// The root directory has no entry of its own.
     fn root() -> Meta {
         let t = Timestamp::default();
-        Meta { size: 0, attributes: 0x10, is_dir: true, created: t, accessed: t, modified: t }
+        Meta {
+            size: 0,
+            attributes: 0x10,
+            is_dir: true,
+            created: t,
+            accessed: t,
+            modified: t,
+        }
     }
 }
 
@@ -342,11 +405,15 @@ unsafe fn give(data: &[u8], size: *mut usize, buf: *mut c_void) -> Status {
 
 extern "efiapi" fn f_read(this: *mut file::Protocol, size: *mut usize, buf: *mut c_void) -> Status {
     // SAFETY: `this` came from Ember.
-    let Some(me) = (unsafe { me(this) }) else { return Status::INVALID_PARAMETER };
+    let Some(me) = (unsafe { me(this) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     if size.is_null() {
         return Status::INVALID_PARAMETER;
     }
-    let Ok(mut fs) = me.vol.fs.try_borrow_mut() else { return Status::DEVICE_ERROR };
+    let Ok(mut fs) = me.vol.fs.try_borrow_mut() else {
+        return Status::DEVICE_ERROR;
+    };
     let cluster = u64::from(fs.cluster_size());
     match &mut me.node {
         Node::File(f) => {
@@ -376,7 +443,13 @@ extern "efiapi" fn f_read(this: *mut file::Protocol, size: *mut usize, buf: *mut
         Node::Dir { entries, next } => {
             if entries.is_none() {
                 match fs.read_dir(&fat_path(&me.path)) {
-                    Ok(l) => *entries = Some(l.into_iter().filter(|e| e.name != "." && e.name != "..").collect()),
+                    Ok(l) => {
+                        *entries = Some(
+                            l.into_iter()
+                                .filter(|e| e.name != "." && e.name != "..")
+                                .collect(),
+                        )
+                    }
                     Err(e) => return fat_status(&e),
                 }
             }
@@ -398,13 +471,21 @@ extern "efiapi" fn f_read(this: *mut file::Protocol, size: *mut usize, buf: *mut
     }
 }
 
-extern "efiapi" fn f_write(this: *mut file::Protocol, size: *mut usize, buf: *mut c_void) -> Status {
+extern "efiapi" fn f_write(
+    this: *mut file::Protocol,
+    size: *mut usize,
+    buf: *mut c_void,
+) -> Status {
     // SAFETY: `this` came from Ember.
-    let Some(me) = (unsafe { me(this) }) else { return Status::INVALID_PARAMETER };
+    let Some(me) = (unsafe { me(this) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     if size.is_null() {
         return Status::INVALID_PARAMETER;
     }
-    let Node::File(f) = &mut me.node else { return Status::UNSUPPORTED };
+    let Node::File(f) = &mut me.node else {
+        return Status::UNSUPPORTED;
+    };
     if me.vol.read_only {
         return Status::WRITE_PROTECTED;
     }
@@ -421,7 +502,9 @@ extern "efiapi" fn f_write(this: *mut file::Protocol, size: *mut usize, buf: *mu
     }
     // SAFETY: the caller provides `n` readable bytes.
     let data = unsafe { core::slice::from_raw_parts(buf as *const u8, n) };
-    let Ok(mut fs) = me.vol.fs.try_borrow_mut() else { return Status::DEVICE_ERROR };
+    let Ok(mut fs) = me.vol.fs.try_borrow_mut() else {
+        return Status::DEVICE_ERROR;
+    };
     match fs.write_at(f, me.pos, data) {
         Ok(w) => {
             me.pos += w as u64;
@@ -435,7 +518,9 @@ extern "efiapi" fn f_write(this: *mut file::Protocol, size: *mut usize, buf: *mu
 
 extern "efiapi" fn f_get_position(this: *mut file::Protocol, pos: *mut u64) -> Status {
     // SAFETY: `this` came from Ember.
-    let Some(me) = (unsafe { me(this) }) else { return Status::INVALID_PARAMETER };
+    let Some(me) = (unsafe { me(this) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     if pos.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -449,7 +534,9 @@ extern "efiapi" fn f_get_position(this: *mut file::Protocol, pos: *mut u64) -> S
 
 extern "efiapi" fn f_set_position(this: *mut file::Protocol, pos: u64) -> Status {
     // SAFETY: `this` came from Ember.
-    let Some(me) = (unsafe { me(this) }) else { return Status::INVALID_PARAMETER };
+    let Some(me) = (unsafe { me(this) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     match &mut me.node {
         Node::File(f) => {
             me.pos = if pos == u64::MAX { f.size() } else { pos };
@@ -473,13 +560,22 @@ fn label_of(fs: &FatFs) -> String {
     fs.volume_label().map(String::from).unwrap_or_default()
 }
 
-extern "efiapi" fn f_get_info(this: *mut file::Protocol, ty: *mut Guid, size: *mut usize, buf: *mut c_void) -> Status {
+extern "efiapi" fn f_get_info(
+    this: *mut file::Protocol,
+    ty: *mut Guid,
+    size: *mut usize,
+    buf: *mut c_void,
+) -> Status {
     // SAFETY: `this` came from Ember.
-    let Some(me) = (unsafe { me(this) }) else { return Status::INVALID_PARAMETER };
+    let Some(me) = (unsafe { me(this) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     if size.is_null() || ty.is_null() {
         return Status::INVALID_PARAMETER;
     }
-    let Ok(mut fs) = me.vol.fs.try_borrow_mut() else { return Status::DEVICE_ERROR };
+    let Ok(mut fs) = me.vol.fs.try_borrow_mut() else {
+        return Status::DEVICE_ERROR;
+    };
     let data = if guid_eq(ty, &file::INFO_ID) {
         let meta = if me.path.is_empty() {
             Meta::root()
@@ -496,7 +592,10 @@ extern "efiapi" fn f_get_info(this: *mut file::Protocol, ty: *mut Guid, size: *m
         let cluster = u64::from(fs.cluster_size());
         let dev = fs.device_mut();
         let total = ember_block::BlockDevice::size_bytes(dev);
-        let free = fs.free_clusters().map(|c| u64::from(c) * cluster).unwrap_or(0);
+        let free = fs
+            .free_clusters()
+            .map(|c| u64::from(c) * cluster)
+            .unwrap_or(0);
         let mut b = Vec::new();
         let sz = 36 + (label.encode_utf16().count() + 1) * 2;
         b.extend_from_slice(&(sz as u64).to_le_bytes());
@@ -532,7 +631,13 @@ fn fat_time(b: &[u8]) -> Option<Timestamp> {
     let year = u16::from_le_bytes([b[0], b[1]]);
     let (month, day, hour, minute, second) = (b[2], b[3], b[4], b[5], b[6]);
     let nanos = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
-    if !(1980..=2107).contains(&year) || !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+    if !(1980..=2107).contains(&year)
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
         return None;
     }
     Some(Timestamp {
@@ -543,12 +648,22 @@ fn fat_time(b: &[u8]) -> Option<Timestamp> {
 }
 
 fn ucs2_units(b: &[u8]) -> Vec<u16> {
-    b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).take_while(|&u| u != 0).collect()
+    b.chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .take_while(|&u| u != 0)
+        .collect()
 }
 
-extern "efiapi" fn f_set_info(this: *mut file::Protocol, ty: *mut Guid, size: usize, buf: *mut c_void) -> Status {
+extern "efiapi" fn f_set_info(
+    this: *mut file::Protocol,
+    ty: *mut Guid,
+    size: usize,
+    buf: *mut c_void,
+) -> Status {
     // SAFETY: `this` came from Ember.
-    let Some(me) = (unsafe { me(this) }) else { return Status::INVALID_PARAMETER };
+    let Some(me) = (unsafe { me(this) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     if ty.is_null() || buf.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -557,12 +672,21 @@ extern "efiapi" fn f_set_info(this: *mut file::Protocol, ty: *mut Guid, size: us
     }
     // SAFETY: the caller provides `size` bytes of the info structure.
     let info = unsafe { core::slice::from_raw_parts(buf as *const u8, size) };
-    let Ok(mut fs) = me.vol.fs.try_borrow_mut() else { return Status::DEVICE_ERROR };
-    let label_from = |units: Vec<u16>| String::from_utf16(&units).map_err(|_| Status::INVALID_PARAMETER);
+    let Ok(mut fs) = me.vol.fs.try_borrow_mut() else {
+        return Status::DEVICE_ERROR;
+    };
+    let label_from =
+        |units: Vec<u16>| String::from_utf16(&units).map_err(|_| Status::INVALID_PARAMETER);
     if guid_eq(ty, &file::SYSTEM_INFO_ID) || guid_eq(ty, &file::SYSTEM_VOLUME_LABEL_ID) {
         // Of the file-system info, only the volume label can change.
-        let at = if guid_eq(ty, &file::SYSTEM_INFO_ID) { 36 } else { 0 };
-        let Some(raw) = info.get(at..) else { return Status::BAD_BUFFER_SIZE };
+        let at = if guid_eq(ty, &file::SYSTEM_INFO_ID) {
+            36
+        } else {
+            0
+        };
+        let Some(raw) = info.get(at..) else {
+            return Status::BAD_BUFFER_SIZE;
+        };
         let label = match label_from(ucs2_units(raw)) {
             Ok(l) => l,
             Err(s) => return s,
@@ -587,7 +711,9 @@ extern "efiapi" fn f_set_info(this: *mut file::Protocol, ty: *mut Guid, size: us
     }
     let new_size = u64::from_le_bytes(info[8..16].try_into().unwrap_or([0; 8]));
     let attr = u64::from_le_bytes(info[72..80].try_into().unwrap_or([0; 8]));
-    let Ok(name) = String::from_utf16(&ucs2_units(&info[80..])) else { return Status::INVALID_PARAMETER };
+    let Ok(name) = String::from_utf16(&ucs2_units(&info[80..])) else {
+        return Status::INVALID_PARAMETER;
+    };
     if name.is_empty() || attr & !file::VALID_ATTR != 0 {
         return Status::INVALID_PARAMETER;
     }
@@ -609,7 +735,9 @@ extern "efiapi" fn f_set_info(this: *mut file::Protocol, ty: *mut Guid, size: us
     // file's directory, or absolute with a leading `\`).
     if name != cur_name {
         let dir = me.path.rsplit_once('\\').map_or("", |(d, _)| d);
-        let Some(dest) = resolve(dir, &name) else { return Status::ACCESS_DENIED };
+        let Some(dest) = resolve(dir, &name) else {
+            return Status::ACCESS_DENIED;
+        };
         if let Err(e) = fs.rename(&fat_path(&me.path), &fat_path(&dest)) {
             return fat_status(&e);
         }
@@ -638,11 +766,15 @@ extern "efiapi" fn f_set_info(this: *mut file::Protocol, ty: *mut Guid, size: us
 
 extern "efiapi" fn f_flush(this: *mut file::Protocol) -> Status {
     // SAFETY: `this` came from Ember.
-    let Some(me) = (unsafe { me(this) }) else { return Status::INVALID_PARAMETER };
+    let Some(me) = (unsafe { me(this) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     if !me.writable {
         return Status::ACCESS_DENIED;
     }
-    let Ok(mut fs) = me.vol.fs.try_borrow_mut() else { return Status::DEVICE_ERROR };
+    let Ok(mut fs) = me.vol.fs.try_borrow_mut() else {
+        return Status::DEVICE_ERROR;
+    };
     match fs.flush() {
         Ok(()) => Status::SUCCESS,
         Err(e) => fat_status(&e),
@@ -665,7 +797,14 @@ unsafe fn complete(token: *mut file::IoToken, st: Status) -> Status {
     Status::SUCCESS
 }
 
-extern "efiapi" fn f_open_ex(this: *mut file::Protocol, out: *mut *mut file::Protocol, name: *mut u16, mode: u64, attrs: u64, token: *mut file::IoToken) -> Status {
+extern "efiapi" fn f_open_ex(
+    this: *mut file::Protocol,
+    out: *mut *mut file::Protocol,
+    name: *mut u16,
+    mode: u64,
+    attrs: u64,
+    token: *mut file::IoToken,
+) -> Status {
     let st = f_open(this, out, name, mode, attrs);
     // SAFETY: token per the caller.
     unsafe { complete(token, st) }

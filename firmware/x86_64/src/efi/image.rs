@@ -14,7 +14,9 @@ use ember_pe::PeImage;
 use ember_uefi_data::devpath::DevicePath;
 use ember_uefi_data::memmap::{AllocateType, EfiMemoryType};
 use r_efi::efi::{self, Boolean, Handle, Status};
-use r_efi::protocols::{device_path, load_file, load_file2, loaded_image, loaded_image_device_path, simple_file_system};
+use r_efi::protocols::{
+    device_path, load_file, load_file2, loaded_image, loaded_image_device_path, simple_file_system,
+};
 
 /// Stack for each started image: GRUB and the Linux EFI stub use plenty.
 const STACK_PAGES: u64 = 256; // 1 MiB
@@ -23,7 +25,13 @@ const STACK_PAGES: u64 = 256; // 1 MiB
 const MAX_IMAGE: usize = 512 << 20;
 
 extern "C" {
-    fn efi_call_image(entry: u64, handle: Handle, st: *mut efi::SystemTable, stack_top: u64, slot: *mut u64) -> usize;
+    fn efi_call_image(
+        entry: u64,
+        handle: Handle,
+        st: *mut efi::SystemTable,
+        stack_top: u64,
+        slot: *mut u64,
+    ) -> usize;
     fn efi_exit_image(resume_rsp: u64, status: usize) -> !;
 }
 
@@ -77,17 +85,29 @@ fn protect(pe: &PeImage, base: u64) -> bool {
     if !pe.nx_compat() || !paging::nx_enabled() || pe.section_alignment() < 4096 {
         return false;
     }
-    let none = Attrs { read_protect: false, exec_protect: false, read_only: false };
+    let none = Attrs {
+        read_protect: false,
+        exec_protect: false,
+        read_only: false,
+    };
     let mut alloc = || crate::memory::alloc_pages(1);
     let headers = u64::from(pe.headers_size()).next_multiple_of(4096);
-    let ro_nx = Attrs { read_protect: false, exec_protect: true, read_only: true };
+    let ro_nx = Attrs {
+        read_protect: false,
+        exec_protect: true,
+        read_only: true,
+    };
     // SAFETY: the image's own pages, just allocated and loaded; Ember's
     // identity tables are live.
     let mut ok = unsafe { paging::update(base, base + headers, ro_nx, none, &mut alloc) };
     for s in pe.section_permissions() {
         let start = base + u64::from(s.rva);
         let end = start + u64::from(s.size).next_multiple_of(4096);
-        let set = Attrs { read_protect: false, exec_protect: !s.executable, read_only: !s.writable };
+        let set = Attrs {
+            read_protect: false,
+            exec_protect: !s.executable,
+            read_only: !s.writable,
+        };
         // SAFETY: as above, within the image.
         ok &= unsafe { paging::update(start, end, set, none, &mut alloc) };
     }
@@ -102,14 +122,28 @@ fn protect(pe: &PeImage, base: u64) -> bool {
 /// Give an unloaded image's pages back read-write-execute.
 fn unprotect(base: u64, pages: u64) {
     use crate::arch::paging::{self, Attrs};
-    let none = Attrs { read_protect: false, exec_protect: false, read_only: false };
-    let all = Attrs { read_protect: true, exec_protect: true, read_only: true };
+    let none = Attrs {
+        read_protect: false,
+        exec_protect: false,
+        read_only: false,
+    };
+    let all = Attrs {
+        read_protect: true,
+        exec_protect: true,
+        read_only: true,
+    };
     // SAFETY: the image's own pages, about to be freed.
-    unsafe { paging::update(base, base + pages * 4096, none, all, &mut || crate::memory::alloc_pages(1)) };
+    unsafe {
+        paging::update(base, base + pages * 4096, none, all, &mut || {
+            crate::memory::alloc_pages(1)
+        })
+    };
 }
 
 fn alloc(ty: u32, pages: u64, how: AllocateType) -> Option<u64> {
-    MAP.lock().allocate_pages(how, EfiMemoryType(ty), pages).ok()
+    MAP.lock()
+        .allocate_pages(how, EfiMemoryType(ty), pages)
+        .ok()
 }
 
 fn free(addr: u64, pages: u64) {
@@ -123,7 +157,10 @@ fn read_by_path(path: usize, boot_policy: bool) -> Result<(PageBuf, DbHandle, Bo
     DevicePath::parse(bytes).map_err(|_| Status::INVALID_PARAMETER)?;
     let sfs = guid(&simple_file_system::PROTOCOL_GUID);
     let dpg = guid(&device_path::PROTOCOL_GUID);
-    if let Ok((h, used)) = with(|e| e.st.handles.locate_device_path(&sfs, bytes, super::services_dp)) {
+    if let Ok((h, used)) = with(|e| {
+        e.st.handles
+            .locate_device_path(&sfs, bytes, super::services_dp)
+    }) {
         let rest = &bytes[used..];
         let name = DevicePath::parse(rest)
             .ok()
@@ -140,20 +177,40 @@ fn read_by_path(path: usize, boot_policy: bool) -> Result<(PageBuf, DbHandle, Bo
     } else {
         (guid(&load_file2::PROTOCOL_GUID), true)
     };
-    let (h, used) = with(|e| e.st.handles.locate_device_path(&g, bytes, super::services_dp)).map_err(|_| Status::NOT_FOUND)?;
+    let (h, used) = with(|e| {
+        e.st.handles
+            .locate_device_path(&g, bytes, super::services_dp)
+    })
+    .map_err(|_| Status::NOT_FOUND)?;
     let iface = with(|e| e.st.handles.handle_protocol(h, &g)).map_err(super::status)?;
     let rest_ptr = (path + used) as *mut device_path::Protocol;
     let mut size = 0usize;
     let lf = iface as *mut load_file::Protocol;
     // SAFETY: a LoadFile(2) interface installed on that handle; the two
     // protocols share one function layout.
-    let first = unsafe { ((*lf).load_file)(lf, rest_ptr, Boolean::from(boot_policy && !is2), &mut size, core::ptr::null_mut()) };
+    let first = unsafe {
+        ((*lf).load_file)(
+            lf,
+            rest_ptr,
+            Boolean::from(boot_policy && !is2),
+            &mut size,
+            core::ptr::null_mut(),
+        )
+    };
     if first != Status::BUFFER_TOO_SMALL || size == 0 || size > MAX_IMAGE {
         return Err(Status::NOT_FOUND);
     }
     let mut buf = PageBuf::new(size).ok_or(Status::OUT_OF_RESOURCES)?;
     // SAFETY: as above, with a buffer of `size` bytes.
-    let st = unsafe { ((*lf).load_file)(lf, rest_ptr, Boolean::from(boot_policy && !is2), &mut size, buf.as_mut_slice().as_mut_ptr() as *mut c_void) };
+    let st = unsafe {
+        ((*lf).load_file)(
+            lf,
+            rest_ptr,
+            Boolean::from(boot_policy && !is2),
+            &mut size,
+            buf.as_mut_slice().as_mut_ptr() as *mut c_void,
+        )
+    };
     if st != Status::SUCCESS {
         return Err(st);
     }
@@ -197,7 +254,10 @@ impl Drop for PageBuf {
 
 /// Open `name` read-only through a SimpleFileSystem interface (ours or a
 /// guest's); returns the handle and the file's size.
-pub fn open_file(sfs: *mut simple_file_system::Protocol, name: &str) -> Result<(*mut r_efi::protocols::file::Protocol, u64), Status> {
+pub fn open_file(
+    sfs: *mut simple_file_system::Protocol,
+    name: &str,
+) -> Result<(*mut r_efi::protocols::file::Protocol, u64), Status> {
     use r_efi::protocols::file;
     let mut root: *mut file::Protocol = core::ptr::null_mut();
     // SAFETY: a SimpleFileSystem interface from the handle database.
@@ -205,7 +265,11 @@ pub fn open_file(sfs: *mut simple_file_system::Protocol, name: &str) -> Result<(
     if st != Status::SUCCESS {
         return Err(st);
     }
-    let mut wide: Vec<u16> = name.replace('/', "\\").encode_utf16().chain(core::iter::once(0)).collect();
+    let mut wide: Vec<u16> = name
+        .replace('/', "\\")
+        .encode_utf16()
+        .chain(core::iter::once(0))
+        .collect();
     let mut f: *mut file::Protocol = core::ptr::null_mut();
     // SAFETY: `root` is a live directory handle.
     let st = unsafe { ((*root).open)(root, &mut f, wide.as_mut_ptr(), file::MODE_READ, 0) };
@@ -260,7 +324,9 @@ pub extern "efiapi" fn load_image(
     if out.is_null() {
         return Status::INVALID_PARAMETER;
     }
-    let Some(parent_h) = handle_of(parent) else { return Status::INVALID_PARAMETER };
+    let Some(parent_h) = handle_of(parent) else {
+        return Status::INVALID_PARAMETER;
+    };
     if !with(|e| e.images.contains_key(&parent_h.raw())) {
         return Status::INVALID_PARAMETER;
     }
@@ -270,7 +336,9 @@ pub extern "efiapi" fn load_image(
         }
         // SAFETY: the caller's buffer of `source_size` bytes; copied, since
         // the caller may free it once LoadImage returns.
-        let Some(b) = PageBuf::from_slice(unsafe { core::slice::from_raw_parts(source as *const u8, source_size) }) else {
+        let Some(b) = PageBuf::from_slice(unsafe {
+            core::slice::from_raw_parts(source as *const u8, source_size)
+        }) else {
             return Status::OUT_OF_RESOURCES;
         };
         // With a buffer, the device path (if any) still names the image.
@@ -281,7 +349,10 @@ pub extern "efiapi" fn load_image(
                 match bytes {
                     Some(bytes) => {
                         let dpg = guid(&device_path::PROTOCOL_GUID);
-                        match with(|e| e.st.handles.locate_device_path(&dpg, bytes, super::services_dp)) {
+                        match with(|e| {
+                            e.st.handles
+                                .locate_device_path(&dpg, bytes, super::services_dp)
+                        }) {
                             Ok((h, used)) => (Some(h), bytes[used..].into()),
                             Err(_) => (None, bytes.into()),
                         }
@@ -317,7 +388,13 @@ pub extern "efiapi" fn load_image(
 }
 
 /// Relocate a PE image into fresh pages and give it a handle with LoadedImage.
-pub fn load_pe(file: &[u8], parent: Handle, device: Option<DbHandle>, file_path: Box<[u8]>, full_path: Option<Box<[u8]>>) -> Result<DbHandle, Status> {
+pub fn load_pe(
+    file: &[u8],
+    parent: Handle,
+    device: Option<DbHandle>,
+    file_path: Box<[u8]>,
+    full_path: Option<Box<[u8]>>,
+) -> Result<DbHandle, Status> {
     let name = DevicePath::parse(&file_path)
         .ok()
         .and_then(|p| p.file_path_text().ok().flatten())
@@ -328,8 +405,12 @@ pub fn load_pe(file: &[u8], parent: Handle, device: Option<DbHandle>, file_path:
     })?;
     let (code, data) = match pe.subsystem() {
         ember_pe::SUBSYSTEM_EFI_APPLICATION => (efi::LOADER_CODE, efi::LOADER_DATA),
-        ember_pe::SUBSYSTEM_EFI_BOOT_SERVICE_DRIVER => (efi::BOOT_SERVICES_CODE, efi::BOOT_SERVICES_DATA),
-        ember_pe::SUBSYSTEM_EFI_RUNTIME_DRIVER => (efi::RUNTIME_SERVICES_CODE, efi::RUNTIME_SERVICES_DATA),
+        ember_pe::SUBSYSTEM_EFI_BOOT_SERVICE_DRIVER => {
+            (efi::BOOT_SERVICES_CODE, efi::BOOT_SERVICES_DATA)
+        }
+        ember_pe::SUBSYSTEM_EFI_RUNTIME_DRIVER => {
+            (efi::RUNTIME_SERVICES_CODE, efi::RUNTIME_SERVICES_DATA)
+        }
         s => {
             log::warn!("UEFI: LoadImage: subsystem {s} is not an EFI image");
             return Err(Status::UNSUPPORTED);
@@ -346,10 +427,13 @@ pub fn load_pe(file: &[u8], parent: Handle, device: Option<DbHandle>, file_path:
     let base = match base {
         Some(b) => b,
         None if pe.is_relocatable() || pref == 0 => {
-            alloc(code, pages, AllocateType::MaxAddress(u64::from(u32::MAX))).ok_or(Status::OUT_OF_RESOURCES)?
+            alloc(code, pages, AllocateType::MaxAddress(u64::from(u32::MAX)))
+                .ok_or(Status::OUT_OF_RESOURCES)?
         }
         None => {
-            log::warn!("UEFI: LoadImage: image wants {pref:#x}, which is taken, and cannot be relocated");
+            log::warn!(
+                "UEFI: LoadImage: image wants {pref:#x}, which is taken, and cannot be relocated"
+            );
             return Err(Status::LOAD_ERROR);
         }
     };
@@ -361,7 +445,11 @@ pub fn load_pe(file: &[u8], parent: Handle, device: Option<DbHandle>, file_path:
         return Err(Status::LOAD_ERROR);
     }
     let protected = protect(&pe, base);
-    let st = TABLES.lock().as_ref().map(|t| t.system).unwrap_or(core::ptr::null_mut());
+    let st = TABLES
+        .lock()
+        .as_ref()
+        .map(|t| t.system)
+        .unwrap_or(core::ptr::null_mut());
     let mut file_path = file_path;
     let li = Box::into_raw(Box::new(loaded_image::Protocol {
         revision: loaded_image::REVISION,
@@ -381,7 +469,10 @@ pub fn load_pe(file: &[u8], parent: Handle, device: Option<DbHandle>, file_path:
     let li_g = guid(&loaded_image::PROTOCOL_GUID);
     let lidp_g = guid(&loaded_image_device_path::PROTOCOL_GUID);
     let full_ptr = full_path.as_ref().map(|p| p.as_ptr() as usize).unwrap_or(0);
-    let r = with(|e| e.st.install_protocol(None, li_g, li as usize).and_then(|h| e.st.install_protocol(Some(h), lidp_g, full_ptr).map(|_| h)));
+    let r = with(|e| {
+        e.st.install_protocol(None, li_g, li as usize)
+            .and_then(|h| e.st.install_protocol(Some(h), lidp_g, full_ptr).map(|_| h))
+    });
     dispatch();
     let h = match r {
         Ok(h) => h,
@@ -393,7 +484,10 @@ pub fn load_pe(file: &[u8], parent: Handle, device: Option<DbHandle>, file_path:
         }
     };
     let entry = base + u64::from(pe.entry_rva());
-    log::debug!("UEFI: loaded image at {base:#x} ({} KiB), entry {entry:#x}", size / 1024);
+    log::debug!(
+        "UEFI: loaded image at {base:#x} ({} KiB), entry {entry:#x}",
+        size / 1024
+    );
     with(|e| {
         e.images.insert(
             h.raw(),
@@ -418,13 +512,20 @@ pub fn load_pe(file: &[u8], parent: Handle, device: Option<DbHandle>, file_path:
 
 /// Forget an image: uninstall its protocols and free its memory.
 fn unload(h: DbHandle) {
-    let Some(img) = with(|e| e.images.remove(&h.raw())) else { return };
+    let Some(img) = with(|e| e.images.remove(&h.raw())) else {
+        return;
+    };
     let li_g = guid(&loaded_image::PROTOCOL_GUID);
     let lidp_g = guid(&loaded_image_device_path::PROTOCOL_GUID);
-    let full = img.full_path.as_ref().map(|p| p.as_ptr() as usize).unwrap_or(0);
+    let full = img
+        .full_path
+        .as_ref()
+        .map(|p| p.as_ptr() as usize)
+        .unwrap_or(0);
     let _ = with(|e| {
         let _ = e.st.handles.uninstall_protocol(h, &lidp_g, full);
-        e.st.handles.uninstall_protocol(h, &li_g, img.loaded as usize)
+        e.st.handles
+            .uninstall_protocol(h, &li_g, img.loaded as usize)
     });
     // SAFETY: the LoadedImage box Ember made for this image, now uninstalled.
     drop(unsafe { Box::from_raw(img.loaded) });
@@ -434,8 +535,14 @@ fn unload(h: DbHandle) {
     free(img.base, img.pages);
 }
 
-pub extern "efiapi" fn start_image(handle: Handle, exit_size: *mut usize, exit_data: *mut *mut u16) -> Status {
-    let Some(h) = handle_of(handle) else { return Status::INVALID_PARAMETER };
+pub extern "efiapi" fn start_image(
+    handle: Handle,
+    exit_size: *mut usize,
+    exit_data: *mut *mut u16,
+) -> Status {
+    let Some(h) = handle_of(handle) else {
+        return Status::INVALID_PARAMETER;
+    };
     let Some((entry, slot, code)) = with(|e| {
         let img = e.images.get_mut(&h.raw())?;
         if img.started {
@@ -448,13 +555,21 @@ pub extern "efiapi" fn start_image(handle: Handle, exit_size: *mut usize, exit_d
         return Status::INVALID_PARAMETER;
     };
     // One more page than the stack: the lowest is an unmapped guard.
-    let Some(stack) = alloc(efi::BOOT_SERVICES_DATA, STACK_PAGES + 1, AllocateType::MaxAddress(u64::from(u32::MAX))) else {
+    let Some(stack) = alloc(
+        efi::BOOT_SERVICES_DATA,
+        STACK_PAGES + 1,
+        AllocateType::MaxAddress(u64::from(u32::MAX)),
+    ) else {
         return Status::OUT_OF_RESOURCES;
     };
     crate::arch::protect::guard(stack);
     // Guest code may read the BIOS data area and vectors in page 0.
     crate::arch::protect::map_page0();
-    let st = TABLES.lock().as_ref().map(|t| t.system).unwrap_or(core::ptr::null_mut());
+    let st = TABLES
+        .lock()
+        .as_ref()
+        .map(|t| t.system)
+        .unwrap_or(core::ptr::null_mut());
     with(|e| e.running.push(h.raw()));
     // SAFETY: `entry` is the relocated entry point of an image Ember loaded;
     // the stack is fresh; `slot` lives in the image record until unload.
@@ -466,7 +581,8 @@ pub extern "efiapi" fn start_image(handle: Handle, exit_size: *mut usize, exit_d
     crate::arch::protect::unguard(stack);
     free(stack, STACK_PAGES + 1);
     let status = Status::from_usize(raw);
-    let data = with(|e| e.images.get(&h.raw()).map(|i| i.exit_data)).unwrap_or((0, core::ptr::null_mut()));
+    let data =
+        with(|e| e.images.get(&h.raw()).map(|i| i.exit_data)).unwrap_or((0, core::ptr::null_mut()));
     // SAFETY: out pointers are optional.
     unsafe {
         if !exit_size.is_null() {
@@ -485,7 +601,9 @@ pub extern "efiapi" fn start_image(handle: Handle, exit_size: *mut usize, exit_d
 }
 
 pub extern "efiapi" fn exit(handle: Handle, status: Status, size: usize, data: *mut u16) -> Status {
-    let Some(h) = handle_of(handle) else { return Status::INVALID_PARAMETER };
+    let Some(h) = handle_of(handle) else {
+        return Status::INVALID_PARAMETER;
+    };
     enum Act {
         Jump(u64),
         UnloadOnly,
@@ -515,7 +633,9 @@ pub extern "efiapi" fn exit(handle: Handle, status: Status, size: usize, data: *
 }
 
 pub extern "efiapi" fn unload_image(handle: Handle) -> Status {
-    let Some(h) = handle_of(handle) else { return Status::INVALID_PARAMETER };
+    let Some(h) = handle_of(handle) else {
+        return Status::INVALID_PARAMETER;
+    };
     let info = with(|e| e.images.get(&h.raw()).map(|i| (i.started, i.loaded)));
     match info {
         None => Status::INVALID_PARAMETER,
@@ -558,7 +678,10 @@ pub extern "efiapi" fn exit_boot_services(handle: Handle, key: usize) -> Status 
         return Status::INVALID_PARAMETER;
     }
     super::runtime::enter_runtime();
-    log::info!("UEFI: ExitBootServices; the OS owns the machine now ({} ms since Ember started)", crate::time::since_start_us() / 1000);
+    log::info!(
+        "UEFI: ExitBootServices; the OS owns the machine now ({} ms since Ember started)",
+        crate::time::since_start_us() / 1000
+    );
     if let Some(t) = TABLES.lock().as_ref() {
         // SAFETY: the system table Ember allocated. The spec has these
         // fields cleared once boot services are gone.
@@ -580,11 +703,18 @@ pub extern "efiapi" fn exit_boot_services(handle: Handle, key: usize) -> Status 
 /// Print which loaded image `addr` falls in, with the offset into it;
 /// false if none. Called from the exception handler: never blocks.
 pub fn describe(addr: u64) -> bool {
-    let Some(g) = super::EFI.try_lock() else { return false };
+    let Some(g) = super::EFI.try_lock() else {
+        return false;
+    };
     let Some(e) = g.as_ref() else { return false };
     for img in e.images.values() {
         if img.entry != 0 && addr >= img.base && addr < img.base + img.pages * 4096 {
-            crate::print!("EFI image {} loaded at {:#x}, offset {:#x}", img.name, img.base, addr - img.base);
+            crate::print!(
+                "EFI image {} loaded at {:#x}, offset {:#x}",
+                img.name,
+                img.base,
+                addr - img.base
+            );
             return true;
         }
     }

@@ -39,7 +39,13 @@ fn total(me: &Loader) -> Result<u64, Status> {
     Ok(t)
 }
 
-extern "efiapi" fn load(this: *mut load_file2::Protocol, _path: *mut device_path::Protocol, boot_policy: Boolean, size: *mut usize, buf: *mut c_void) -> Status {
+extern "efiapi" fn load(
+    this: *mut load_file2::Protocol,
+    _path: *mut device_path::Protocol,
+    boot_policy: Boolean,
+    size: *mut usize,
+    buf: *mut c_void,
+) -> Status {
     if this.is_null() || size.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -84,21 +90,35 @@ extern "efiapi" fn load(this: *mut load_file2::Protocol, _path: *mut device_path
     // SAFETY: `size` checked.
     unsafe { *size = need };
     let ns = (crate::time::now_ns() - t0).max(1);
-    log::info!("UEFI: initrd {} KiB via LoadFile2 in {} ms", need / 1024, ns / 1_000_000);
+    log::info!(
+        "UEFI: initrd {} KiB via LoadFile2 in {} ms",
+        need / 1024,
+        ns / 1_000_000
+    );
     Status::SUCCESS
 }
 
 /// Offer `paths` (on the filesystem `sfs`) as the initrd until the returned
 /// handle is withdrawn.
-pub fn offer(sfs: *mut simple_file_system::Protocol, paths: &[String]) -> Option<ember_efi::Handle> {
+pub fn offer(
+    sfs: *mut simple_file_system::Protocol,
+    paths: &[String],
+) -> Option<ember_efi::Handle> {
     if paths.is_empty() {
         return None;
     }
-    let l = Box::leak(Box::new(Loader { proto: load_file2::Protocol { load_file: load }, sfs, paths: paths.to_vec() }));
+    let l = Box::leak(Box::new(Loader {
+        proto: load_file2::Protocol { load_file: load },
+        sfs,
+        paths: paths.to_vec(),
+    }));
     let dp = Box::leak(ember_uefi_data::devpath::linux_initrd_media_path().into_boxed_slice());
     let pairs = [
         (guid(&device_path::PROTOCOL_GUID), dp.as_ptr() as usize),
-        (guid(&load_file2::PROTOCOL_GUID), &mut l.proto as *mut _ as usize),
+        (
+            guid(&load_file2::PROTOCOL_GUID),
+            &mut l.proto as *mut _ as usize,
+        ),
     ];
     with(|e| e.st.install_multiple(None, &pairs, super::services_dp)).ok()
 }
@@ -106,9 +126,10 @@ pub fn offer(sfs: *mut simple_file_system::Protocol, paths: &[String]) -> Option
 /// The SimpleFileSystem interface on a partition handle.
 pub fn sfs_of(h: ember_efi::Handle) -> Option<*mut simple_file_system::Protocol> {
     let g = guid(&simple_file_system::PROTOCOL_GUID);
-    with(|e| e.st.handles.handle_protocol(h, &g)).ok().map(|i| i as *mut simple_file_system::Protocol)
+    with(|e| e.st.handles.handle_protocol(h, &g))
+        .ok()
+        .map(|i| i as *mut simple_file_system::Protocol)
 }
-
 
 /// Withdraw an initrd offer (the entry did not boot).
 pub fn withdraw(h: ember_efi::Handle) {

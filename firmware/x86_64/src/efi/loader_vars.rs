@@ -12,7 +12,14 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use ember_uefi_data::vars::{BOOTSERVICE_ACCESS as BS, RUNTIME_ACCESS as RT};
 use r_efi::efi::Guid;
 
-const LOADER_GUID: Guid = Guid::from_fields(0x4a67_b082, 0x0a4c, 0x41cf, 0xb6, 0xc7, &[0x44, 0x0b, 0x29, 0xbb, 0x8c, 0x4f]);
+const LOADER_GUID: Guid = Guid::from_fields(
+    0x4a67_b082,
+    0x0a4c,
+    0x41cf,
+    0xb6,
+    0xc7,
+    &[0x44, 0x0b, 0x29, 0xbb, 0x8c, 0x4f],
+);
 
 /// When Ember began looking for boot entries (µs since reset).
 static INIT_US: AtomicU64 = AtomicU64::new(0);
@@ -23,7 +30,10 @@ pub fn mark_init() {
 }
 
 fn utf16z(s: &str) -> Vec<u8> {
-    s.encode_utf16().chain(core::iter::once(0)).flat_map(u16::to_le_bytes).collect()
+    s.encode_utf16()
+        .chain(core::iter::once(0))
+        .flat_map(u16::to_le_bytes)
+        .collect()
 }
 
 fn set(name: &str, value: &str) {
@@ -35,9 +45,18 @@ fn set(name: &str, value: &str) {
 pub fn publish(part_uuid: Option<&ember_part::Guid>, path: &str) {
     let init = INIT_US.load(Ordering::Relaxed);
     set("LoaderTimeInitUSec", &format!("{init}"));
-    set("LoaderTimeExecUSec", &format!("{}", crate::time::since_reset_us()));
-    set("LoaderInfo", &format!("Ember {}", env!("CARGO_PKG_VERSION")));
-    set("LoaderFirmwareInfo", &format!("Ember {}", env!("CARGO_PKG_VERSION")));
+    set(
+        "LoaderTimeExecUSec",
+        &format!("{}", crate::time::since_reset_us()),
+    );
+    set(
+        "LoaderInfo",
+        &format!("Ember {}", env!("CARGO_PKG_VERSION")),
+    );
+    set(
+        "LoaderFirmwareInfo",
+        &format!("Ember {}", env!("CARGO_PKG_VERSION")),
+    );
     set("LoaderFirmwareType", "UEFI 2.70");
     set("LoaderImageIdentifier", &path.replace('/', "\\"));
     if let Some(g) = part_uuid {

@@ -11,11 +11,20 @@ const XP: u64 = efi::MEMORY_XP;
 const RO: u64 = efi::MEMORY_RO;
 
 fn attrs(bits: u64) -> Attrs {
-    Attrs { read_protect: bits & RP != 0, exec_protect: bits & XP != 0, read_only: bits & RO != 0 }
+    Attrs {
+        read_protect: bits & RP != 0,
+        exec_protect: bits & XP != 0,
+        read_only: bits & RO != 0,
+    }
 }
 
 fn check(base: u64, len: u64, bits: u64) -> Result<u64, Status> {
-    if len == 0 || !base.is_multiple_of(4096) || !len.is_multiple_of(4096) || bits == 0 || bits & !(RP | XP | RO) != 0 {
+    if len == 0
+        || !base.is_multiple_of(4096)
+        || !len.is_multiple_of(4096)
+        || bits == 0
+        || bits & !(RP | XP | RO) != 0
+    {
         return Err(Status::INVALID_PARAMETER);
     }
     if bits & XP != 0 && !paging::nx_enabled() {
@@ -24,15 +33,29 @@ fn check(base: u64, len: u64, bits: u64) -> Result<u64, Status> {
     base.checked_add(len).ok_or(Status::INVALID_PARAMETER)
 }
 
-extern "efiapi" fn get(this: *mut memory_attribute::Protocol, base: efi::PhysicalAddress, len: u64, out: *mut u64) -> Status {
-    if this.is_null() || out.is_null() || len == 0 || !base.is_multiple_of(4096) || !len.is_multiple_of(4096) {
+extern "efiapi" fn get(
+    this: *mut memory_attribute::Protocol,
+    base: efi::PhysicalAddress,
+    len: u64,
+    out: *mut u64,
+) -> Status {
+    if this.is_null()
+        || out.is_null()
+        || len == 0
+        || !base.is_multiple_of(4096)
+        || !len.is_multiple_of(4096)
+    {
         return Status::INVALID_PARAMETER;
     }
-    let Some(end) = base.checked_add(len) else { return Status::INVALID_PARAMETER };
+    let Some(end) = base.checked_add(len) else {
+        return Status::INVALID_PARAMETER;
+    };
     // SAFETY: Ember's identity tables are live while boot services run.
     match unsafe { paging::attributes(base, end) } {
         Some(a) => {
-            let v = (if a.read_protect { RP } else { 0 }) | (if a.exec_protect { XP } else { 0 }) | (if a.read_only { RO } else { 0 });
+            let v = (if a.read_protect { RP } else { 0 })
+                | (if a.exec_protect { XP } else { 0 })
+                | (if a.read_only { RO } else { 0 });
             // SAFETY: out pointer checked.
             unsafe { *out = v };
             Status::SUCCESS
@@ -46,8 +69,16 @@ fn change(base: u64, len: u64, bits: u64, set: bool) -> Status {
         Ok(e) => e,
         Err(s) => return s,
     };
-    let none = Attrs { read_protect: false, exec_protect: false, read_only: false };
-    let (s, c) = if set { (attrs(bits), none) } else { (none, attrs(bits)) };
+    let none = Attrs {
+        read_protect: false,
+        exec_protect: false,
+        read_only: false,
+    };
+    let (s, c) = if set {
+        (attrs(bits), none)
+    } else {
+        (none, attrs(bits))
+    };
     // SAFETY: Ember's identity tables; table pages come from the allocator.
     if unsafe { paging::update(base, end, s, c, &mut || crate::memory::alloc_pages(1)) } {
         Status::SUCCESS
@@ -56,14 +87,24 @@ fn change(base: u64, len: u64, bits: u64, set: bool) -> Status {
     }
 }
 
-extern "efiapi" fn set(this: *mut memory_attribute::Protocol, base: efi::PhysicalAddress, len: u64, bits: u64) -> Status {
+extern "efiapi" fn set(
+    this: *mut memory_attribute::Protocol,
+    base: efi::PhysicalAddress,
+    len: u64,
+    bits: u64,
+) -> Status {
     if this.is_null() {
         return Status::INVALID_PARAMETER;
     }
     change(base, len, bits, true)
 }
 
-extern "efiapi" fn clear(this: *mut memory_attribute::Protocol, base: efi::PhysicalAddress, len: u64, bits: u64) -> Status {
+extern "efiapi" fn clear(
+    this: *mut memory_attribute::Protocol,
+    base: efi::PhysicalAddress,
+    len: u64,
+    bits: u64,
+) -> Status {
     if this.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -71,5 +112,9 @@ extern "efiapi" fn clear(this: *mut memory_attribute::Protocol, base: efi::Physi
 }
 
 pub fn protocol() -> memory_attribute::Protocol {
-    memory_attribute::Protocol { get_memory_attributes: get, set_memory_attributes: set, clear_memory_attributes: clear }
+    memory_attribute::Protocol {
+        get_memory_attributes: get,
+        set_memory_attributes: set,
+        clear_memory_attributes: clear,
+    }
 }

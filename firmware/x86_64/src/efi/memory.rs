@@ -3,14 +3,19 @@
 //! type), and AllocatePool/FreePool from per-type pools carved out of pages.
 
 use crate::memory::MAP;
-use ember_uefi_data::memmap::{AllocateType, EfiMemoryType, Pool, DESCRIPTOR_SIZE, DESCRIPTOR_VERSION};
+use ember_uefi_data::memmap::{
+    AllocateType, EfiMemoryType, Pool, DESCRIPTOR_SIZE, DESCRIPTOR_VERSION,
+};
 use r_efi::efi::{self, Status};
 use spin::Mutex;
 
 static POOL: Mutex<Option<Pool>> = Mutex::new(None);
 
 fn pages_for_pool(pages: u64, ty: u32) -> Option<u64> {
-    let a = MAP.lock().allocate_pages(AllocateType::AnyPages, EfiMemoryType(ty), pages).ok()?;
+    let a = MAP
+        .lock()
+        .allocate_pages(AllocateType::AnyPages, EfiMemoryType(ty), pages)
+        .ok()?;
     // SAFETY: the pages were just allocated for this pool and are identity-mapped.
     unsafe { crate::phys::bytes_mut(a, (pages * 4096) as usize) }.fill(0);
     Some(a)
@@ -20,7 +25,8 @@ fn pages_for_pool(pages: u64, ty: u32) -> Option<u64> {
 pub fn pool_alloc(ty: u32, size: usize) -> Option<usize> {
     let mut p = POOL.lock();
     let pool = p.get_or_insert_with(Pool::new);
-    pool.allocate(size as u64, ty, pages_for_pool).map(|a| a as usize)
+    pool.allocate(size as u64, ty, pages_for_pool)
+        .map(|a| a as usize)
 }
 
 /// Tell EFI_EVENT_GROUP_MEMORY_MAP_CHANGE members that the map changed.
@@ -32,7 +38,12 @@ fn map_changed() {
     }
 }
 
-pub extern "efiapi" fn allocate_pages(kind: efi::AllocateType, ty: efi::MemoryType, pages: usize, addr: *mut efi::PhysicalAddress) -> Status {
+pub extern "efiapi" fn allocate_pages(
+    kind: efi::AllocateType,
+    ty: efi::MemoryType,
+    pages: usize,
+    addr: *mut efi::PhysicalAddress,
+) -> Status {
     if addr.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -44,7 +55,9 @@ pub extern "efiapi" fn allocate_pages(kind: efi::AllocateType, ty: efi::MemoryTy
         efi::ALLOCATE_ADDRESS => AllocateType::Address(a),
         _ => return Status::INVALID_PARAMETER,
     };
-    let r = MAP.lock().allocate_pages(how, EfiMemoryType(ty), pages as u64);
+    let r = MAP
+        .lock()
+        .allocate_pages(how, EfiMemoryType(ty), pages as u64);
     match r {
         Ok(p) => {
             // SAFETY: as above.
@@ -112,7 +125,11 @@ pub extern "efiapi" fn get_memory_map(
     }
 }
 
-pub extern "efiapi" fn allocate_pool(ty: efi::MemoryType, size: usize, out: *mut *mut core::ffi::c_void) -> Status {
+pub extern "efiapi" fn allocate_pool(
+    ty: efi::MemoryType,
+    size: usize,
+    out: *mut *mut core::ffi::c_void,
+) -> Status {
     if out.is_null() {
         return Status::INVALID_PARAMETER;
     }

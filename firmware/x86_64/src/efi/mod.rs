@@ -11,18 +11,18 @@
 
 pub mod block;
 pub mod console;
+pub mod drivers;
 pub mod fs;
 pub mod image;
-pub mod memory;
-pub mod runtime;
-pub mod services;
 pub mod initrd;
 pub mod loader_vars;
+pub mod memattr;
+pub mod memory;
 pub mod platform;
 pub mod protocols;
 pub mod rng;
-pub mod memattr;
-pub mod drivers;
+pub mod runtime;
+pub mod services;
 
 use crate::time;
 use alloc::collections::BTreeMap;
@@ -160,7 +160,10 @@ pub fn refresh_system_crc() {
         unsafe {
             let st = &mut *t.system;
             st.hdr.crc32 = 0;
-            let bytes = core::slice::from_raw_parts(t.system as *const u8, core::mem::size_of::<efi::SystemTable>());
+            let bytes = core::slice::from_raw_parts(
+                t.system as *const u8,
+                core::mem::size_of::<efi::SystemTable>(),
+            );
             st.hdr.crc32 = table_crc(bytes);
         }
     }
@@ -178,7 +181,9 @@ pub fn services_dp<'a>(iface: usize) -> Option<&'a [u8]> {
 pub fn publish_config_tables() {
     let list = with(|e| e.config.clone());
     let bytes = list.len().max(1) * core::mem::size_of::<efi::ConfigurationTable>();
-    let Some(p) = memory::pool_alloc(efi::RUNTIME_SERVICES_DATA, bytes) else { return };
+    let Some(p) = memory::pool_alloc(efi::RUNTIME_SERVICES_DATA, bytes) else {
+        return;
+    };
     let arr = p as *mut efi::ConfigurationTable;
     for (i, c) in list.iter().enumerate() {
         // SAFETY: fresh pool block sized for the list.
@@ -256,7 +261,10 @@ fn base_path(loc: crate::devices::Location) -> Vec<u8> {
 pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::string::String> {
     use crate::memory::MAP;
     use ember_mem::MemKind;
-    use r_efi::protocols::{block_io, device_path, disk_io, simple_file_system, simple_text_input, simple_text_input_ex, simple_text_output};
+    use r_efi::protocols::{
+        block_io, device_path, disk_io, simple_file_system, simple_text_input,
+        simple_text_input_ex, simple_text_output,
+    };
     if EFI.lock().is_some() {
         return Ok(());
     }
@@ -264,9 +272,16 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
     // The tables first: without them there is no UEFI world to build, and
     // nothing has been changed yet. System and runtime tables go in runtime
     // memory.
-    let rt_page = memory::pool_alloc(efi::RUNTIME_SERVICES_DATA, core::mem::size_of::<efi::SystemTable>() + core::mem::size_of::<efi::RuntimeServices>())
-        .ok_or("no memory for the UEFI system table")?;
-    let bs_mem = memory::pool_alloc(efi::BOOT_SERVICES_DATA, core::mem::size_of::<efi::BootServices>()).ok_or("no memory for the boot services table")?;
+    let rt_page = memory::pool_alloc(
+        efi::RUNTIME_SERVICES_DATA,
+        core::mem::size_of::<efi::SystemTable>() + core::mem::size_of::<efi::RuntimeServices>(),
+    )
+    .ok_or("no memory for the UEFI system table")?;
+    let bs_mem = memory::pool_alloc(
+        efi::BOOT_SERVICES_DATA,
+        core::mem::size_of::<efi::BootServices>(),
+    )
+    .ok_or("no memory for the boot services table")?;
     runtime::init();
     // Ember's own image becomes runtime memory: its runtime services run
     // from there after ExitBootServices.
@@ -276,7 +291,13 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
         static __image_end: u8;
     }
     // SAFETY: linker symbols; only their addresses are taken.
-    let (img, data, end) = unsafe { (&__image_start as *const u8 as u64, &__data_start as *const u8 as u64, &__image_end as *const u8 as u64) };
+    let (img, data, end) = unsafe {
+        (
+            &__image_start as *const u8 as u64,
+            &__data_start as *const u8 as u64,
+            &__image_end as *const u8 as u64,
+        )
+    };
     {
         let mut m = MAP.lock();
         let map = m.map_mut();
@@ -294,13 +315,23 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
     });
 
     let system = rt_page as *mut efi::SystemTable;
-    let rts = (rt_page + core::mem::size_of::<efi::SystemTable>()).next_multiple_of(8) as *mut efi::RuntimeServices;
+    let rts = (rt_page + core::mem::size_of::<efi::SystemTable>()).next_multiple_of(8)
+        as *mut efi::RuntimeServices;
     let bs = bs_mem as *mut efi::BootServices;
-    let hdr = |sig: u64, size: usize| efi::TableHeader { signature: sig, revision: efi::SYSTEM_TABLE_REVISION, header_size: size as u32, crc32: 0, reserved: 0 };
+    let hdr = |sig: u64, size: usize| efi::TableHeader {
+        signature: sig,
+        revision: efi::SYSTEM_TABLE_REVISION,
+        header_size: size as u32,
+        crc32: 0,
+        reserved: 0,
+    };
     // SAFETY: fresh pool memory of the right sizes, written once here.
     unsafe {
         rts.write(efi::RuntimeServices {
-            hdr: hdr(efi::RUNTIME_SERVICES_SIGNATURE, core::mem::size_of::<efi::RuntimeServices>()),
+            hdr: hdr(
+                efi::RUNTIME_SERVICES_SIGNATURE,
+                core::mem::size_of::<efi::RuntimeServices>(),
+            ),
             get_time: runtime::get_time,
             set_time: runtime::set_time,
             get_wakeup_time: runtime::get_wakeup_time,
@@ -316,9 +347,15 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
             query_capsule_capabilities: runtime::query_capsule_capabilities,
             query_variable_info: runtime::query_variable_info,
         });
-        (*rts).hdr.crc32 = table_crc(core::slice::from_raw_parts(rts as *const u8, core::mem::size_of::<efi::RuntimeServices>()));
+        (*rts).hdr.crc32 = table_crc(core::slice::from_raw_parts(
+            rts as *const u8,
+            core::mem::size_of::<efi::RuntimeServices>(),
+        ));
         bs.write(efi::BootServices {
-            hdr: hdr(efi::BOOT_SERVICES_SIGNATURE, core::mem::size_of::<efi::BootServices>()),
+            hdr: hdr(
+                efi::BOOT_SERVICES_SIGNATURE,
+                core::mem::size_of::<efi::BootServices>(),
+            ),
             raise_tpl: services::raise_tpl,
             restore_tpl: services::restore_tpl,
             allocate_pages: memory::allocate_pages,
@@ -364,59 +401,90 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
             set_mem: services::set_mem,
             create_event_ex: services::create_event_ex,
         });
-        (*bs).hdr.crc32 = table_crc(core::slice::from_raw_parts(bs as *const u8, core::mem::size_of::<efi::BootServices>()));
+        (*bs).hdr.crc32 = table_crc(core::slice::from_raw_parts(
+            bs as *const u8,
+            core::mem::size_of::<efi::BootServices>(),
+        ));
     }
 
     // Console.
     let out = alloc::boxed::Box::leak(console::new_text_out());
     let serial_path = leak_path(
-        ember_uefi_data::devpath::from_nodes(&[&ember_uefi_data::devpath::acpi(0x0501_41d0, 0)]).unwrap_or_default(),
+        ember_uefi_data::devpath::from_nodes(&[&ember_uefi_data::devpath::acpi(0x0501_41d0, 0)])
+            .unwrap_or_default(),
     );
     let out_h = install(&[
-        (&simple_text_output::PROTOCOL_GUID, &mut out.proto as *mut _ as usize),
+        (
+            &simple_text_output::PROTOCOL_GUID,
+            &mut out.proto as *mut _ as usize,
+        ),
         (&device_path::PROTOCOL_GUID, serial_path),
     ]);
-    let wait = with(|e| e.st.events.create_event(efi::EVT_NOTIFY_WAIT, Tpl::NOTIFY, Some((key_wait_notify as *const () as usize, 0)), None));
+    let wait = with(|e| {
+        e.st.events.create_event(
+            efi::EVT_NOTIFY_WAIT,
+            Tpl::NOTIFY,
+            Some((key_wait_notify as *const () as usize, 0)),
+            None,
+        )
+    });
     let wait = wait.map(event_ptr).unwrap_or(core::ptr::null_mut());
     let inp = alloc::boxed::Box::leak(console::new_text_in(wait));
     let in_h = out_h.and_then(|h| {
         let r = with(|e| {
-            e.st.install_protocol(Some(h), guid(&simple_text_input::PROTOCOL_GUID), &mut inp.proto as *mut _ as usize)?;
-            e.st.install_protocol(Some(h), guid(&simple_text_input_ex::PROTOCOL_GUID), &mut inp.proto_ex as *mut _ as usize)
+            e.st.install_protocol(
+                Some(h),
+                guid(&simple_text_input::PROTOCOL_GUID),
+                &mut inp.proto as *mut _ as usize,
+            )?;
+            e.st.install_protocol(
+                Some(h),
+                guid(&simple_text_input_ex::PROTOCOL_GUID),
+                &mut inp.proto_ex as *mut _ as usize,
+            )
         });
         r.ok()
     });
     let con = out_h.map(handle_ptr).unwrap_or(core::ptr::null_mut());
 
     // Ember's own image handle: the parent of everything it loads.
-    let fw_li = alloc::boxed::Box::leak(alloc::boxed::Box::new(r_efi::protocols::loaded_image::Protocol {
-        revision: r_efi::protocols::loaded_image::REVISION,
-        parent_handle: core::ptr::null_mut(),
-        system_table: system,
-        device_handle: core::ptr::null_mut(),
-        file_path: core::ptr::null_mut(),
-        reserved: core::ptr::null_mut(),
-        load_options_size: 0,
-        load_options: core::ptr::null_mut(),
-        image_base: img as *mut c_void,
-        image_size: end - img,
-        image_code_type: efi::RUNTIME_SERVICES_CODE,
-        image_data_type: efi::RUNTIME_SERVICES_DATA,
-        unload: None,
-    }));
-    let fw_h = install(&[(&r_efi::protocols::loaded_image::PROTOCOL_GUID, fw_li as *mut _ as usize)]);
+    let fw_li = alloc::boxed::Box::leak(alloc::boxed::Box::new(
+        r_efi::protocols::loaded_image::Protocol {
+            revision: r_efi::protocols::loaded_image::REVISION,
+            parent_handle: core::ptr::null_mut(),
+            system_table: system,
+            device_handle: core::ptr::null_mut(),
+            file_path: core::ptr::null_mut(),
+            reserved: core::ptr::null_mut(),
+            load_options_size: 0,
+            load_options: core::ptr::null_mut(),
+            image_base: img as *mut c_void,
+            image_size: end - img,
+            image_code_type: efi::RUNTIME_SERVICES_CODE,
+            image_data_type: efi::RUNTIME_SERVICES_DATA,
+            unload: None,
+        },
+    ));
+    let fw_h = install(&[(
+        &r_efi::protocols::loaded_image::PROTOCOL_GUID,
+        fw_li as *mut _ as usize,
+    )]);
     if let Some(h) = fw_h {
         with(|e| {
             e.firmware_handle = Some(h);
             e.st.handles.set_firmware_agent(Some(h));
-            e.images.insert(h.raw(), image::Image::firmware(img, end, fw_li));
+            e.images
+                .insert(h.raw(), image::Image::firmware(img, end, fw_li));
         });
     }
 
     // SAFETY: fresh pool memory for the system table.
     unsafe {
         system.write(efi::SystemTable {
-            hdr: hdr(efi::SYSTEM_TABLE_SIGNATURE, core::mem::size_of::<efi::SystemTable>()),
+            hdr: hdr(
+                efi::SYSTEM_TABLE_SIGNATURE,
+                core::mem::size_of::<efi::SystemTable>(),
+            ),
             firmware_vendor: ucs2_static("Ember"),
             firmware_revision: 0x0001_0000,
             console_in_handle: in_h.map(|_| con).unwrap_or(core::ptr::null_mut()),
@@ -436,16 +504,29 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
     // Disks and partitions.
     for (di, d) in disks.iter().enumerate() {
         let base = base_path(d.location);
-        let whole = alloc::boxed::Box::leak(block::BlockInstance::new(d.dev.clone(), 0, ember_block::BlockDevice::num_blocks(&d.dev), false));
+        let whole = alloc::boxed::Box::leak(block::BlockInstance::new(
+            d.dev.clone(),
+            0,
+            ember_block::BlockDevice::num_blocks(&d.dev),
+            false,
+        ));
         whole.fix_media();
         let Some(_) = install(&[
             (&device_path::PROTOCOL_GUID, leak_path(base.clone())),
-            (&block_io::PROTOCOL_GUID, &mut whole.block_io as *mut _ as usize),
-            (&disk_io::PROTOCOL_GUID, &mut whole.disk_io as *mut _ as usize),
+            (
+                &block_io::PROTOCOL_GUID,
+                &mut whole.block_io as *mut _ as usize,
+            ),
+            (
+                &disk_io::PROTOCOL_GUID,
+                &mut whole.disk_io as *mut _ as usize,
+            ),
         ]) else {
             continue;
         };
-        let Ok(table) = ember_part::read_partitions(&mut d.dev.clone()) else { continue };
+        let Ok(table) = ember_part::read_partitions(&mut d.dev.clone()) else {
+            continue;
+        };
         for p in &table.partitions {
             use ember_uefi_data::devpath as dp;
             let sig = match p.unique_guid {
@@ -453,25 +534,49 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
                 None => dp::PartitionSignature::None,
             };
             let node = dp::hard_drive(p.number, p.first_lba, p.num_blocks, sig);
-            let Ok(path) = dp::append_node(&base, &node) else { continue };
-            let inst = alloc::boxed::Box::leak(block::BlockInstance::new(d.dev.clone(), p.first_lba, p.num_blocks, true));
+            let Ok(path) = dp::append_node(&base, &node) else {
+                continue;
+            };
+            let inst = alloc::boxed::Box::leak(block::BlockInstance::new(
+                d.dev.clone(),
+                p.first_lba,
+                p.num_blocks,
+                true,
+            ));
             inst.fix_media();
             let mut pairs: Vec<(&efi::Guid, usize)> = alloc::vec![
                 (&device_path::PROTOCOL_GUID, leak_path(path.clone())),
-                (&block_io::PROTOCOL_GUID, &mut inst.block_io as *mut _ as usize),
-                (&disk_io::PROTOCOL_GUID, &mut inst.disk_io as *mut _ as usize),
+                (
+                    &block_io::PROTOCOL_GUID,
+                    &mut inst.block_io as *mut _ as usize
+                ),
+                (
+                    &disk_io::PROTOCOL_GUID,
+                    &mut inst.disk_io as *mut _ as usize
+                ),
             ];
             let slice = ember_block::Slice::new(d.dev.clone(), p.first_lba, p.num_blocks);
-            let sfs = slice.ok().and_then(|s| fs::mount(s).ok()).map(alloc::boxed::Box::leak);
+            let sfs = slice
+                .ok()
+                .and_then(|s| fs::mount(s).ok())
+                .map(alloc::boxed::Box::leak);
             if let Some(s) = sfs {
-                pairs.push((&simple_file_system::PROTOCOL_GUID, &mut s.proto as *mut _ as usize));
+                pairs.push((
+                    &simple_file_system::PROTOCOL_GUID,
+                    &mut s.proto as *mut _ as usize,
+                ));
             }
             if p.kind == ember_part::PartKind::EfiSystem {
                 // EDK2 marks ESPs with this GUID (NULL interface); loaders look for it.
                 pairs.push((&ESP_MARKER_GUID, 0));
             }
             if let Some(h) = install(&pairs) {
-                PARTS.lock().push(PartHandle { disk: di, first_lba: p.first_lba, handle: h, path });
+                PARTS.lock().push(PartHandle {
+                    disk: di,
+                    first_lba: p.first_lba,
+                    handle: h,
+                    path,
+                });
             }
         }
     }
@@ -479,10 +584,22 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
     // Firmware utility protocols, on a handle of their own.
     let util = alloc::boxed::Box::leak(alloc::boxed::Box::new(protocols::new()));
     install(&[
-        (&r_efi::protocols::device_path_to_text::PROTOCOL_GUID, &mut util.to_text as *mut _ as usize),
-        (&r_efi::protocols::device_path_from_text::PROTOCOL_GUID, &mut util.from_text as *mut _ as usize),
-        (&r_efi::protocols::device_path_utilities::PROTOCOL_GUID, &mut util.util as *mut _ as usize),
-        (&protocols::UNICODE_COLLATION2_GUID, &mut util.collation as *mut _ as usize),
+        (
+            &r_efi::protocols::device_path_to_text::PROTOCOL_GUID,
+            &mut util.to_text as *mut _ as usize,
+        ),
+        (
+            &r_efi::protocols::device_path_from_text::PROTOCOL_GUID,
+            &mut util.from_text as *mut _ as usize,
+        ),
+        (
+            &r_efi::protocols::device_path_utilities::PROTOCOL_GUID,
+            &mut util.util as *mut _ as usize,
+        ),
+        (
+            &protocols::UNICODE_COLLATION2_GUID,
+            &mut util.collation as *mut _ as usize,
+        ),
     ]);
     match rng::protocol() {
         Some(r) => {
@@ -493,7 +610,10 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
     }
     if crate::arch::paging::enable_nx() {
         let m = alloc::boxed::Box::leak(alloc::boxed::Box::new(memattr::protocol()));
-        install(&[(&r_efi::protocols::memory_attribute::PROTOCOL_GUID, m as *mut _ as usize)]);
+        install(&[(
+            &r_efi::protocols::memory_attribute::PROTOCOL_GUID,
+            m as *mut _ as usize,
+        )]);
     } else {
         log::info!("UEFI: CPU without NX: no EFI_MEMORY_ATTRIBUTE_PROTOCOL");
     }
@@ -502,8 +622,16 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
     // Configuration tables: ACPI and SMBIOS from the VMM (ACPI upgraded to
     // 2.0 with an XSDT when the VMM gave only 1.0), and what runtime
     // services remain.
-    for (g, t) in platform::acpi_tables(rsdp).into_iter().chain(platform::smbios_tables()) {
-        with(|e| e.config.push(efi::ConfigurationTable { vendor_guid: g, vendor_table: t as *mut c_void }));
+    for (g, t) in platform::acpi_tables(rsdp)
+        .into_iter()
+        .chain(platform::smbios_tables())
+    {
+        with(|e| {
+            e.config.push(efi::ConfigurationTable {
+                vendor_guid: g,
+                vendor_table: t as *mut c_void,
+            })
+        });
     }
     if let Some(p) = memory::pool_alloc(efi::RUNTIME_SERVICES_DATA, 8) {
         // SAFETY: fresh 8-byte pool block.
@@ -514,7 +642,12 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
                 runtime_services_supported: runtime::SUPPORTED_AT_RUNTIME,
             })
         };
-        with(|e| e.config.push(efi::ConfigurationTable { vendor_guid: efi::RT_PROPERTIES_TABLE_GUID, vendor_table: p as *mut c_void }));
+        with(|e| {
+            e.config.push(efi::ConfigurationTable {
+                vendor_guid: efi::RT_PROPERTIES_TABLE_GUID,
+                vendor_table: p as *mut c_void,
+            })
+        });
     }
     publish_config_tables();
     log::info!(
@@ -528,21 +661,39 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
 
 /// The UEFI handle of a partition (by disk index and first LBA).
 pub fn partition_handle(disk: usize, first_lba: u64) -> Option<Handle> {
-    PARTS.lock().iter().find(|p| p.disk == disk && p.first_lba == first_lba).map(|p| p.handle)
+    PARTS
+        .lock()
+        .iter()
+        .find(|p| p.disk == disk && p.first_lba == first_lba)
+        .map(|p| p.handle)
 }
 
 /// gEfiPartTypeSystemPartGuid (C12A7328-F81F-11D2-BA4B-00A0C93EC93B).
-pub const ESP_MARKER_GUID: efi::Guid =
-    efi::Guid::from_fields(0xc12a7328, 0xf81f, 0x11d2, 0xba, 0x4b, &[0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b]);
+pub const ESP_MARKER_GUID: efi::Guid = efi::Guid::from_fields(
+    0xc12a7328,
+    0xf81f,
+    0x11d2,
+    0xba,
+    0x4b,
+    &[0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b],
+);
 
 /// Start `path` (on the partition at `first_lba` of disk `disk`) as an EFI
 /// application with `options` as its load options. Returns its exit status
 /// if it comes back.
-pub fn start_file(disk: usize, first_lba: u64, path: &str, options: &str) -> Result<Status, alloc::string::String> {
+pub fn start_file(
+    disk: usize,
+    first_lba: u64,
+    path: &str,
+    options: &str,
+) -> Result<Status, alloc::string::String> {
     use ember_uefi_data::devpath as dp;
     let (part_h, part_path) = {
         let parts = PARTS.lock();
-        let p = parts.iter().find(|p| p.disk == disk && p.first_lba == first_lba).ok_or("partition has no UEFI handle")?;
+        let p = parts
+            .iter()
+            .find(|p| p.disk == disk && p.first_lba == first_lba)
+            .ok_or("partition has no UEFI handle")?;
         (p.handle, p.path.clone())
     };
     let _ = part_h;
@@ -560,7 +711,10 @@ pub fn start_file(disk: usize, first_lba: u64, path: &str, options: &str) -> Res
         &mut child,
     );
     if st != Status::SUCCESS {
-        return Err(alloc::format!("{path}: LoadImage failed: {}", status_name(st)));
+        return Err(alloc::format!(
+            "{path}: LoadImage failed: {}",
+            status_name(st)
+        ));
     }
     if !options.is_empty() {
         let opts: Vec<u16> = options.encode_utf16().chain(core::iter::once(0)).collect();
@@ -579,8 +733,19 @@ pub fn start_file(disk: usize, first_lba: u64, path: &str, options: &str) -> Res
         }
     }
     platform::publish_memory_attributes();
-    log::info!("UEFI: starting {path}{}{options}", if options.is_empty() { "" } else { " with options: " });
-    Ok(image::start_image(child, core::ptr::null_mut(), core::ptr::null_mut()))
+    log::info!(
+        "UEFI: starting {path}{}{options}",
+        if options.is_empty() {
+            ""
+        } else {
+            " with options: "
+        }
+    );
+    Ok(image::start_image(
+        child,
+        core::ptr::null_mut(),
+        core::ptr::null_mut(),
+    ))
 }
 
 /// A readable name for an EFI status.

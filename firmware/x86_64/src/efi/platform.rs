@@ -33,13 +33,17 @@ pub fn acpi_tables(rsdp: u64) -> Vec<(Guid, u64)> {
         return out;
     }
     // SAFETY: the RSDT named by the RSDP; its length field is at offset 4.
-    let len = unsafe { u32::from_le_bytes(phys::bytes(rsdt + 4, 4).try_into().unwrap_or([0; 4])) } as usize;
+    let len = unsafe { u32::from_le_bytes(phys::bytes(rsdt + 4, 4).try_into().unwrap_or([0; 4])) }
+        as usize;
     if !(36..=64 * 1024).contains(&len) {
         return out;
     }
     // SAFETY: the whole RSDT.
     let rsdt_b = unsafe { phys::bytes(rsdt, len) };
-    let entries: Vec<u64> = rsdt_b[36..].chunks_exact(4).map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect();
+    let entries: Vec<u64> = rsdt_b[36..]
+        .chunks_exact(4)
+        .map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+        .collect();
     let xlen = 36 + 8 * entries.len();
     let total = xlen + 36;
     let Ok(mem) = crate::memory::MAP.lock().allocate_pages(
@@ -82,7 +86,16 @@ pub fn acpi_tables(rsdp: u64) -> Vec<(Guid, u64)> {
 pub fn smbios_tables() -> Vec<(Guid, u64)> {
     let mut out: Vec<(Guid, u64)> = crate::platform::smbios_extra()
         .into_iter()
-        .map(|(is64, a)| (if is64 { efi::SMBIOS3_TABLE_GUID } else { efi::SMBIOS_TABLE_GUID }, a))
+        .map(|(is64, a)| {
+            (
+                if is64 {
+                    efi::SMBIOS3_TABLE_GUID
+                } else {
+                    efi::SMBIOS_TABLE_GUID
+                },
+                a,
+            )
+        })
         .collect();
     let mut a = 0xf0000u64;
     while a + 32 <= 0x100000 {
@@ -106,9 +119,18 @@ pub fn smbios_tables() -> Vec<(Guid, u64)> {
 
 /// The global variables every UEFI firmware defines (UEFI spec 3.3).
 pub fn standard_variables() {
-    use ember_uefi_data::vars::{BOOTSERVICE_ACCESS as BS, NON_VOLATILE as NV, RUNTIME_ACCESS as RT};
+    use ember_uefi_data::vars::{
+        BOOTSERVICE_ACCESS as BS, NON_VOLATILE as NV, RUNTIME_ACCESS as RT,
+    };
     // EFI_GLOBAL_VARIABLE (8BE4DF61-93CA-11D2-AA0D-00E098032B8C).
-    let g = Guid::from_fields(0x8be4df61, 0x93ca, 0x11d2, 0xaa, 0x0d, &[0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c]);
+    let g = Guid::from_fields(
+        0x8be4df61,
+        0x93ca,
+        0x11d2,
+        0xaa,
+        0x0d,
+        &[0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c],
+    );
     // Read-only: what the platform supports.
     runtime::set_read_only("PlatformLangCodes", &g, BS | RT, b"en-US\0");
     runtime::set_read_only("LangCodes", &g, BS | RT, b"eng\0");
@@ -140,11 +162,23 @@ pub fn publish_memory_attributes() {
     let mut entries: Vec<(u32, u64, u64, u64)> = Vec::new(); // (type, start, end, attrs)
     let rt = efi::MEMORY_RUNTIME;
     entries.push((efi::RUNTIME_SERVICES_CODE, t0, t1, rt | efi::MEMORY_RO));
-    entries.push((efi::RUNTIME_SERVICES_CODE, r0, r1, rt | efi::MEMORY_RO | efi::MEMORY_XP));
+    entries.push((
+        efi::RUNTIME_SERVICES_CODE,
+        r0,
+        r1,
+        rt | efi::MEMORY_RO | efi::MEMORY_XP,
+    ));
     entries.push((efi::RUNTIME_SERVICES_DATA, d0, d1, rt | efi::MEMORY_XP));
     for r in crate::memory::MAP.lock().map().regions() {
-        if r.kind == MemKind::Allocated(efi::RUNTIME_SERVICES_DATA) && (r.end <= d0 || r.start >= d1) {
-            entries.push((efi::RUNTIME_SERVICES_DATA, r.start, r.end, rt | efi::MEMORY_XP));
+        if r.kind == MemKind::Allocated(efi::RUNTIME_SERVICES_DATA)
+            && (r.end <= d0 || r.start >= d1)
+        {
+            entries.push((
+                efi::RUNTIME_SERVICES_DATA,
+                r.start,
+                r.end,
+                rt | efi::MEMORY_XP,
+            ));
         }
     }
     let desc = core::mem::size_of::<efi::MemoryDescriptor>();
@@ -171,15 +205,24 @@ pub fn publish_memory_attributes() {
             attribute: *attrs,
         };
         // SAFETY: `d` is plain data; the slot lies inside the table.
-        let bytes = unsafe { core::slice::from_raw_parts(&d as *const efi::MemoryDescriptor as *const u8, desc) };
+        let bytes = unsafe {
+            core::slice::from_raw_parts(&d as *const efi::MemoryDescriptor as *const u8, desc)
+        };
         buf[16 + i * desc..16 + (i + 1) * desc].copy_from_slice(bytes);
     }
     super::with(|e| {
-        e.config.retain(|c| c.vendor_guid != efi::MEMORY_ATTRIBUTES_TABLE_GUID);
-        e.config.push(efi::ConfigurationTable { vendor_guid: efi::MEMORY_ATTRIBUTES_TABLE_GUID, vendor_table: mem as *mut core::ffi::c_void });
+        e.config
+            .retain(|c| c.vendor_guid != efi::MEMORY_ATTRIBUTES_TABLE_GUID);
+        e.config.push(efi::ConfigurationTable {
+            vendor_guid: efi::MEMORY_ATTRIBUTES_TABLE_GUID,
+            vendor_table: mem as *mut core::ffi::c_void,
+        });
     });
     // The table it replaces (a previous image start) goes back.
-    if let Some((a, p)) = MAT_PAGES.lock().replace((mem, (total as u64).div_ceil(4096))) {
+    if let Some((a, p)) = MAT_PAGES
+        .lock()
+        .replace((mem, (total as u64).div_ceil(4096)))
+    {
         let _ = crate::memory::MAP.lock().free_pages(a, p);
     }
     super::publish_config_tables();

@@ -57,17 +57,29 @@ unsafe fn node_bytes<'a>(p: *const Dp) -> Option<&'a [u8]> {
 
 // ---- DevicePathToText ----------------------------------------------------
 
-extern "efiapi" fn node_to_text(node: *mut Dp, display_only: Boolean, shortcuts: Boolean) -> *mut u16 {
+extern "efiapi" fn node_to_text(
+    node: *mut Dp,
+    display_only: Boolean,
+    shortcuts: Boolean,
+) -> *mut u16 {
     // SAFETY: the caller's node.
-    let Some(b) = (unsafe { node_bytes(node) }) else { return core::ptr::null_mut() };
+    let Some(b) = (unsafe { node_bytes(node) }) else {
+        return core::ptr::null_mut();
+    };
     match Node::parse(b) {
         Ok(n) => ucs2_pool(&dp::node_to_text(&n, display_only.into(), shortcuts.into())),
         Err(_) => core::ptr::null_mut(),
     }
 }
 
-extern "efiapi" fn path_to_text(path: *mut Dp, display_only: Boolean, shortcuts: Boolean) -> *mut u16 {
-    let Some(b) = path_of(path) else { return core::ptr::null_mut() };
+extern "efiapi" fn path_to_text(
+    path: *mut Dp,
+    display_only: Boolean,
+    shortcuts: Boolean,
+) -> *mut u16 {
+    let Some(b) = path_of(path) else {
+        return core::ptr::null_mut();
+    };
     match DevicePath::parse(b) {
         Ok(p) => ucs2_pool(&p.to_text(display_only.into(), shortcuts.into())),
         Err(_) => core::ptr::null_mut(),
@@ -82,7 +94,9 @@ fn text_at(p: *const u16) -> Option<String> {
 }
 
 extern "efiapi" fn text_to_node(text: *const u16) -> *mut Dp {
-    let Some(t) = text_at(text) else { return core::ptr::null_mut() };
+    let Some(t) = text_at(text) else {
+        return core::ptr::null_mut();
+    };
     match dp::node_from_text(&t) {
         Ok(b) => to_pool(&b) as *mut Dp,
         Err(_) => core::ptr::null_mut(),
@@ -90,7 +104,9 @@ extern "efiapi" fn text_to_node(text: *const u16) -> *mut Dp {
 }
 
 extern "efiapi" fn text_to_path(text: *const u16) -> *mut Dp {
-    let Some(t) = text_at(text) else { return core::ptr::null_mut() };
+    let Some(t) = text_at(text) else {
+        return core::ptr::null_mut();
+    };
     match dp::from_text(&t) {
         Ok(b) => to_pool(&b) as *mut Dp,
         Err(_) => core::ptr::null_mut(),
@@ -120,7 +136,9 @@ extern "efiapi" fn append_path(a: *const Dp, b: *const Dp) -> *mut Dp {
 extern "efiapi" fn append_node(path: *const Dp, node: *const Dp) -> *mut Dp {
     // SAFETY: the caller's node.
     let n = unsafe { node_bytes(node) };
-    let base = path_of(path).map(<[u8]>::to_vec).unwrap_or_else(|| dp::end_entire().to_vec());
+    let base = path_of(path)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_else(|| dp::end_entire().to_vec());
     let r = match n {
         None => Ok(base),
         Some(n) => dp::append_node(&base, n),
@@ -129,7 +147,9 @@ extern "efiapi" fn append_node(path: *const Dp, node: *const Dp) -> *mut Dp {
 }
 
 extern "efiapi" fn append_instance(path: *const Dp, inst: *const Dp) -> *mut Dp {
-    let Some(i) = path_of(inst) else { return core::ptr::null_mut() };
+    let Some(i) = path_of(inst) else {
+        return core::ptr::null_mut();
+    };
     let r = match path_of(path) {
         None => Ok(i.to_vec()),
         Some(p) => dp::append_instance(p, i),
@@ -148,21 +168,31 @@ extern "efiapi" fn next_instance(path: *mut *mut Dp, size: *mut usize) -> *mut D
         unsafe { *size = 0 };
         return core::ptr::null_mut();
     };
-    let Ok(parsed) = DevicePath::parse(b) else { return core::ptr::null_mut() };
+    let Ok(parsed) = DevicePath::parse(b) else {
+        return core::ptr::null_mut();
+    };
     let inst = parsed.instances();
-    let Some(first) = inst.first() else { return core::ptr::null_mut() };
+    let Some(first) = inst.first() else {
+        return core::ptr::null_mut();
+    };
     // Where the next instance starts: after this one's nodes and its end node.
     let consumed = first.len();
     // SAFETY: in/out pointers checked; `consumed` is within the path.
     unsafe {
         *size = first.len();
-        *path = if inst.len() > 1 { (cur as usize + consumed) as *mut Dp } else { core::ptr::null_mut() };
+        *path = if inst.len() > 1 {
+            (cur as usize + consumed) as *mut Dp
+        } else {
+            core::ptr::null_mut()
+        };
     }
     to_pool(first) as *mut Dp
 }
 
 extern "efiapi" fn is_multi(path: *const Dp) -> Boolean {
-    let m = path_of(path).and_then(|b| DevicePath::parse(b).ok()).is_some_and(|p| p.is_multi_instance());
+    let m = path_of(path)
+        .and_then(|b| DevicePath::parse(b).ok())
+        .is_some_and(|p| p.is_multi_instance());
     Boolean::from(m)
 }
 
@@ -192,8 +222,14 @@ pub struct UnicodeCollation {
 }
 
 /// EFI_UNICODE_COLLATION_PROTOCOL2_GUID.
-pub const UNICODE_COLLATION2_GUID: efi::Guid =
-    efi::Guid::from_fields(0xa4c751fc, 0x23ae, 0x4c3e, 0x92, 0xe9, &[0x49, 0x64, 0xcf, 0x63, 0xf3, 0x49]);
+pub const UNICODE_COLLATION2_GUID: efi::Guid = efi::Guid::from_fields(
+    0xa4c751fc,
+    0x23ae,
+    0x4c3e,
+    0x92,
+    0xe9,
+    &[0x49, 0x64, 0xcf, 0x63, 0xf3, 0x49],
+);
 
 fn upper(u: u16) -> u16 {
     char::from_u32(u32::from(u))
@@ -231,15 +267,26 @@ extern "efiapi" fn stri_coll(_t: *mut UnicodeCollation, a: *const u16, b: *const
     let (a, b) = unsafe { (units(a), units(b)) };
     for (x, y) in a.iter().map(|&u| upper(u)).zip(b.iter().map(|&u| upper(u))) {
         if x != y {
-            return isize::from(x as i16).saturating_sub(isize::from(y as i16)).signum();
+            return isize::from(x as i16)
+                .saturating_sub(isize::from(y as i16))
+                .signum();
         }
     }
     (a.len() as isize - b.len() as isize).signum()
 }
 
-extern "efiapi" fn metai_match(_t: *mut UnicodeCollation, s: *const u16, pat: *const u16) -> Boolean {
+extern "efiapi" fn metai_match(
+    _t: *mut UnicodeCollation,
+    s: *const u16,
+    pat: *const u16,
+) -> Boolean {
     // SAFETY: the caller's strings.
-    let (s, p) = unsafe { (String::from_utf16_lossy(units(s)), String::from_utf16_lossy(units(pat))) };
+    let (s, p) = unsafe {
+        (
+            String::from_utf16_lossy(units(s)),
+            String::from_utf16_lossy(units(pat)),
+        )
+    };
     Boolean::from(ember_bls::glob_match(&p.to_uppercase(), &s.to_uppercase()))
 }
 
@@ -261,7 +308,12 @@ extern "efiapi" fn str_upr(_t: *mut UnicodeCollation, s: *mut u16) {
     }
 }
 
-extern "efiapi" fn fat_to_str(_t: *mut UnicodeCollation, size: usize, fat: *const u8, out: *mut u16) {
+extern "efiapi" fn fat_to_str(
+    _t: *mut UnicodeCollation,
+    size: usize,
+    fat: *const u8,
+    out: *mut u16,
+) {
     if fat.is_null() || out.is_null() {
         return;
     }
@@ -277,7 +329,12 @@ extern "efiapi" fn fat_to_str(_t: *mut UnicodeCollation, size: usize, fat: *cons
     }
 }
 
-extern "efiapi" fn str_to_fat(_t: *mut UnicodeCollation, s: *const u16, size: usize, fat: *mut u8) -> Boolean {
+extern "efiapi" fn str_to_fat(
+    _t: *mut UnicodeCollation,
+    s: *const u16,
+    size: usize,
+    fat: *mut u8,
+) -> Boolean {
     if fat.is_null() {
         return Boolean::FALSE;
     }
@@ -317,8 +374,14 @@ pub struct Utility {
 
 pub fn new() -> Utility {
     Utility {
-        to_text: device_path_to_text::Protocol { convert_device_node_to_text: node_to_text, convert_device_path_to_text: path_to_text },
-        from_text: device_path_from_text::Protocol { convert_text_to_device_node: text_to_node, convert_text_to_device_path: text_to_path },
+        to_text: device_path_to_text::Protocol {
+            convert_device_node_to_text: node_to_text,
+            convert_device_path_to_text: path_to_text,
+        },
+        from_text: device_path_from_text::Protocol {
+            convert_text_to_device_node: text_to_node,
+            convert_text_to_device_path: text_to_path,
+        },
         util: device_path_utilities::Protocol {
             get_device_path_size: get_size,
             duplicate_device_path: duplicate,

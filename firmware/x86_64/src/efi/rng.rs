@@ -54,7 +54,11 @@ fn algorithms() -> ([rng::Algorithm; 2], usize) {
     (a, n)
 }
 
-extern "efiapi" fn get_info(this: *mut rng::Protocol, size: *mut usize, list: *mut rng::Algorithm) -> Status {
+extern "efiapi" fn get_info(
+    this: *mut rng::Protocol,
+    size: *mut usize,
+    list: *mut rng::Algorithm,
+) -> Status {
     if this.is_null() || size.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -75,7 +79,12 @@ extern "efiapi" fn get_info(this: *mut rng::Protocol, size: *mut usize, list: *m
     Status::SUCCESS
 }
 
-extern "efiapi" fn get_rng(this: *mut rng::Protocol, alg: *mut rng::Algorithm, len: usize, out: *mut u8) -> Status {
+extern "efiapi" fn get_rng(
+    this: *mut rng::Protocol,
+    alg: *mut rng::Algorithm,
+    len: usize,
+    out: *mut u8,
+) -> Status {
     if this.is_null() || out.is_null() || len == 0 {
         return Status::INVALID_PARAMETER;
     }
@@ -95,7 +104,9 @@ extern "efiapi" fn get_rng(this: *mut rng::Protocol, alg: *mut rng::Algorithm, l
     };
     let mut done = 0;
     while done < len {
-        let Some(v) = draw(seed) else { return Status::DEVICE_ERROR };
+        let Some(v) = draw(seed) else {
+            return Status::DEVICE_ERROR;
+        };
         let b = v.to_le_bytes();
         let k = (len - done).min(8);
         // SAFETY: the caller's buffer of `len` bytes.

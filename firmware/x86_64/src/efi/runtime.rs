@@ -13,13 +13,13 @@
 //! OSes that keep the 1:1 mapping of runtime regions (Linux on x86_64).
 
 use crate::arch::io::{inb, outb};
-use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::flash::Pflash;
 use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use ember_uefi_data::vars::{name_from_buffer, VarLimits, VarStore, NON_VOLATILE};
-use ember_varstore::{Config as StoreConfig, Flash, Store, StoreError};
 use ember_uefi_data::Guid as VGuid;
+use ember_varstore::{Config as StoreConfig, Flash, Store, StoreError};
 use r_efi::efi::{self, Guid, Status, Time, TimeCapabilities};
 use spin::Mutex;
 
@@ -33,7 +33,11 @@ struct VirtMap {
     len: usize,
     ranges: [(u64, u64, u64); 64],
 }
-static VMAP: Mutex<VirtMap> = Mutex::new(VirtMap { set: false, len: 0, ranges: [(0, 0, 0); 64] });
+static VMAP: Mutex<VirtMap> = Mutex::new(VirtMap {
+    set: false,
+    len: 0,
+    ranges: [(0, 0, 0); 64],
+});
 
 /// What keeps working after ExitBootServices (EFI_RT_PROPERTIES_TABLE).
 pub const SUPPORTED_AT_RUNTIME: u32 = efi::RT_SUPPORTED_GET_TIME
@@ -79,7 +83,11 @@ fn open_persistent(vars: &mut VarStore) {
     };
     let (base, len) = (flash.base(), flash.len());
     // The OS maps it for runtime services (EFI_MEMORY_RUNTIME MMIO).
-    let _ = crate::memory::MAP.lock().map_mut().add(base, base + u64::from(len), ember_mem::MemKind::Allocated(11));
+    let _ = crate::memory::MAP.lock().map_mut().add(
+        base,
+        base + u64::from(len),
+        ember_mem::MemKind::Allocated(11),
+    );
     let t0 = crate::time::now_ns();
     match Store::open(flash, StoreConfig::default()) {
         Ok((store, report)) => {
@@ -87,23 +95,36 @@ fn open_persistent(vars: &mut VarStore) {
             for (g, n, v) in store.iter() {
                 match vars.set(n, &VGuid(*g), v.attributes, &v.data) {
                     Ok(()) => loaded += 1,
-                    Err(e) => log::warn!("UEFI variables: stored variable {}: {e}; skipped", String::from_utf16_lossy(n)),
+                    Err(e) => log::warn!(
+                        "UEFI variables: stored variable {}: {e}; skipped",
+                        String::from_utf16_lossy(n)
+                    ),
                 }
             }
             let ms = (crate::time::now_ns() - t0) / 1_000_000;
             if report.is_clean() {
-                log::info!("UEFI variables: flash at {base:#x} ({} KiB), {loaded} variable(s), {ms} ms", len / 1024);
+                log::info!(
+                    "UEFI variables: flash at {base:#x} ({} KiB), {loaded} variable(s), {ms} ms",
+                    len / 1024
+                );
             } else {
                 log::warn!("UEFI variables: flash at {base:#x} ({} KiB) recovered: {report}; {loaded} variable(s)", len / 1024);
             }
             *PERSIST.lock() = Some(store);
         }
-        Err(e) => log::error!("UEFI variables: flash at {base:#x} unusable: {e}; variables are volatile"),
+        Err(e) => {
+            log::error!("UEFI variables: flash at {base:#x} unusable: {e}; variables are volatile")
+        }
     }
 }
 
 /// Mirror a change to the flash: `now` is the variable after the change.
-fn persist(name: &[u16], g: &VGuid, was_nv: bool, now: Option<(u32, Vec<u8>)>) -> Result<(), StoreError> {
+fn persist(
+    name: &[u16],
+    g: &VGuid,
+    was_nv: bool,
+    now: Option<(u32, Vec<u8>)>,
+) -> Result<(), StoreError> {
     let mut p = PERSIST.lock();
     let Some(p) = p.as_mut() else { return Ok(()) };
     match now {
@@ -216,12 +237,18 @@ pub extern "efiapi" fn get_time(time: *mut Time, caps: *mut TimeCapabilities) ->
     if time.is_null() {
         return Status::INVALID_PARAMETER;
     }
-    let Some(t) = read_rtc() else { return Status::DEVICE_ERROR };
+    let Some(t) = read_rtc() else {
+        return Status::DEVICE_ERROR;
+    };
     // SAFETY: out pointers checked / optional.
     unsafe {
         *time = t;
         if !caps.is_null() {
-            *caps = TimeCapabilities { resolution: 1, accuracy: 50_000_000, sets_to_zero: efi::Boolean::FALSE };
+            *caps = TimeCapabilities {
+                resolution: 1,
+                accuracy: 50_000_000,
+                sets_to_zero: efi::Boolean::FALSE,
+            };
         }
     }
     Status::SUCCESS
@@ -244,7 +271,15 @@ pub extern "efiapi" fn set_time(time: *mut Time) -> Status {
     cmos_write(0x0b, b | 0x80); // hold updates while writing
     cmos_write(0x00, to_bcd(t.second, bcd));
     cmos_write(0x02, to_bcd(t.minute, bcd));
-    cmos_write(0x04, to_bcd(t.hour, bcd) | if b & 0x02 == 0 && t.hour >= 12 { 0x80 } else { 0 });
+    cmos_write(
+        0x04,
+        to_bcd(t.hour, bcd)
+            | if b & 0x02 == 0 && t.hour >= 12 {
+                0x80
+            } else {
+                0
+            },
+    );
     cmos_write(0x07, to_bcd(t.day, bcd));
     cmos_write(0x08, to_bcd(t.month, bcd));
     cmos_write(0x09, to_bcd((t.year % 100) as u8, bcd));
@@ -253,7 +288,11 @@ pub extern "efiapi" fn set_time(time: *mut Time) -> Status {
     Status::SUCCESS
 }
 
-pub extern "efiapi" fn get_wakeup_time(enabled: *mut efi::Boolean, pending: *mut efi::Boolean, time: *mut Time) -> Status {
+pub extern "efiapi" fn get_wakeup_time(
+    enabled: *mut efi::Boolean,
+    pending: *mut efi::Boolean,
+    time: *mut Time,
+) -> Status {
     if enabled.is_null() || pending.is_null() || time.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -267,7 +306,12 @@ pub extern "efiapi" fn set_wakeup_time(_enable: efi::Boolean, _time: *mut Time) 
 
 // ---- virtual addressing --------------------------------------------------
 
-pub extern "efiapi" fn set_virtual_address_map(size: usize, desc_size: usize, version: u32, map: *mut efi::MemoryDescriptor) -> Status {
+pub extern "efiapi" fn set_virtual_address_map(
+    size: usize,
+    desc_size: usize,
+    version: u32,
+    map: *mut efi::MemoryDescriptor,
+) -> Status {
     if !at_runtime() {
         return Status::UNSUPPORTED;
     }
@@ -341,16 +385,26 @@ unsafe fn name_at<'a>(p: *const u16) -> Option<&'a [u16]> {
     (n < 1024).then(|| unsafe { core::slice::from_raw_parts(p, n) })
 }
 
-pub extern "efiapi" fn get_variable(name: *mut u16, g: *mut Guid, attrs: *mut u32, size: *mut usize, data: *mut core::ffi::c_void) -> Status {
+pub extern "efiapi" fn get_variable(
+    name: *mut u16,
+    g: *mut Guid,
+    attrs: *mut u32,
+    size: *mut usize,
+    data: *mut core::ffi::c_void,
+) -> Status {
     // What the stores allocate must survive ExitBootServices.
     let _rt = crate::memory::RuntimeHeap::enter();
     // SAFETY: the caller's name string.
-    let (Some(n), Some(g)) = (unsafe { name_at(name) }, vguid(g)) else { return Status::INVALID_PARAMETER };
+    let (Some(n), Some(g)) = (unsafe { name_at(name) }, vguid(g)) else {
+        return Status::INVALID_PARAMETER;
+    };
     if size.is_null() {
         return Status::INVALID_PARAMETER;
     }
     let vars = VARS.lock();
-    let Some(store) = vars.as_ref() else { return Status::NOT_FOUND };
+    let Some(store) = vars.as_ref() else {
+        return Status::NOT_FOUND;
+    };
     // SAFETY: `size` checked.
     let have = unsafe { *size };
     match store.get(n, &g, have) {
@@ -378,7 +432,11 @@ pub extern "efiapi" fn get_variable(name: *mut u16, g: *mut Guid, attrs: *mut u3
     }
 }
 
-pub extern "efiapi" fn get_next_variable_name(size: *mut usize, name: *mut u16, g: *mut Guid) -> Status {
+pub extern "efiapi" fn get_next_variable_name(
+    size: *mut usize,
+    name: *mut u16,
+    g: *mut Guid,
+) -> Status {
     // What the stores allocate must survive ExitBootServices.
     let _rt = crate::memory::RuntimeHeap::enter();
     if size.is_null() || name.is_null() || g.is_null() {
@@ -388,10 +446,16 @@ pub extern "efiapi" fn get_next_variable_name(size: *mut usize, name: *mut u16, 
     let cap = unsafe { *size };
     // SAFETY: the caller's buffer of `cap` bytes holding the previous name.
     let buf = unsafe { core::slice::from_raw_parts(name, cap / 2) };
-    let Ok(prev) = name_from_buffer(buf) else { return Status::INVALID_PARAMETER };
-    let Some(pg) = vguid(g) else { return Status::INVALID_PARAMETER };
+    let Ok(prev) = name_from_buffer(buf) else {
+        return Status::INVALID_PARAMETER;
+    };
+    let Some(pg) = vguid(g) else {
+        return Status::INVALID_PARAMETER;
+    };
     let vars = VARS.lock();
-    let Some(store) = vars.as_ref() else { return Status::NOT_FOUND };
+    let Some(store) = vars.as_ref() else {
+        return Status::NOT_FOUND;
+    };
     match store.next_name(prev, &pg, cap) {
         Ok((n, ng)) => {
             // SAFETY: the store checked `cap` holds the name and its NUL.
@@ -413,11 +477,19 @@ pub extern "efiapi" fn get_next_variable_name(size: *mut usize, name: *mut u16, 
     }
 }
 
-pub extern "efiapi" fn set_variable(name: *mut u16, g: *mut Guid, attrs: u32, size: usize, data: *mut core::ffi::c_void) -> Status {
+pub extern "efiapi" fn set_variable(
+    name: *mut u16,
+    g: *mut Guid,
+    attrs: u32,
+    size: usize,
+    data: *mut core::ffi::c_void,
+) -> Status {
     // What the stores allocate must survive ExitBootServices.
     let _rt = crate::memory::RuntimeHeap::enter();
     // SAFETY: the caller's name string.
-    let (Some(n), Some(g)) = (unsafe { name_at(name) }, vguid(g)) else { return Status::INVALID_PARAMETER };
+    let (Some(n), Some(g)) = (unsafe { name_at(name) }, vguid(g)) else {
+        return Status::INVALID_PARAMETER;
+    };
     if size != 0 && data.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -428,7 +500,9 @@ pub extern "efiapi" fn set_variable(name: *mut u16, g: *mut Guid, attrs: u32, si
         unsafe { core::slice::from_raw_parts(data as *const u8, size) }
     };
     let mut vars = VARS.lock();
-    let Some(store) = vars.as_mut() else { return Status::DEVICE_ERROR };
+    let Some(store) = vars.as_mut() else {
+        return Status::DEVICE_ERROR;
+    };
     if PERSIST.lock().is_none() {
         // No flash: memory is the whole store.
         return match store.set(n, &g, attrs, d) {
@@ -438,38 +512,56 @@ pub extern "efiapi" fn set_variable(name: *mut u16, g: *mut Guid, attrs: u32, si
     }
     // With flash, the old and new values are needed to mirror the change
     // (and to undo it if the flash refuses).
-    let before = store.get(n, &g, usize::MAX).ok().map(|(a, v)| (a, v.to_vec()));
+    let before = store
+        .get(n, &g, usize::MAX)
+        .ok()
+        .map(|(a, v)| (a, v.to_vec()));
     if let Err(e) = store.set(n, &g, attrs, d) {
         return Status::from_usize(e.efi_status());
     }
-    let now = store.get(n, &g, usize::MAX).ok().map(|(a, v)| (a, v.to_vec()));
+    let now = store
+        .get(n, &g, usize::MAX)
+        .ok()
+        .map(|(a, v)| (a, v.to_vec()));
     let was_nv = before.as_ref().is_some_and(|(a, _)| a & NON_VOLATILE != 0);
     match persist(n, &g, was_nv, now) {
         Ok(()) => Status::SUCCESS,
         Err(e) => {
             // The flash did not take it: undo the change in memory so the
             // two agree, and say why.
-            log::warn!("UEFI variables: {}: not stored: {e}", String::from_utf16_lossy(n));
+            log::warn!(
+                "UEFI variables: {}: not stored: {e}",
+                String::from_utf16_lossy(n)
+            );
             let _ = match &before {
                 Some((a, v)) => store.set(n, &g, *a, v),
                 None => store.set(n, &g, 0, &[]),
             };
             match e {
-                StoreError::Full { .. } | StoreError::TooLarge { .. } | StoreError::OutOfMemory { .. } => Status::OUT_OF_RESOURCES,
+                StoreError::Full { .. }
+                | StoreError::TooLarge { .. }
+                | StoreError::OutOfMemory { .. } => Status::OUT_OF_RESOURCES,
                 _ => Status::DEVICE_ERROR,
             }
         }
     }
 }
 
-pub extern "efiapi" fn query_variable_info(attrs: u32, max: *mut u64, remaining: *mut u64, max_var: *mut u64) -> Status {
+pub extern "efiapi" fn query_variable_info(
+    attrs: u32,
+    max: *mut u64,
+    remaining: *mut u64,
+    max_var: *mut u64,
+) -> Status {
     // What the stores allocate must survive ExitBootServices.
     let _rt = crate::memory::RuntimeHeap::enter();
     if max.is_null() || remaining.is_null() || max_var.is_null() {
         return Status::INVALID_PARAMETER;
     }
     let vars = VARS.lock();
-    let Some(store) = vars.as_ref() else { return Status::DEVICE_ERROR };
+    let Some(store) = vars.as_ref() else {
+        return Status::DEVICE_ERROR;
+    };
     match store.query_info(attrs) {
         Ok(i) => {
             // SAFETY: out pointers checked.
@@ -518,19 +610,33 @@ pub extern "efiapi" fn get_next_high_mono_count(high: *mut u32) -> Status {
     Status::SUCCESS
 }
 
-pub extern "efiapi" fn reset_system(kind: efi::ResetType, _status: Status, _size: usize, _data: *mut core::ffi::c_void) {
+pub extern "efiapi" fn reset_system(
+    kind: efi::ResetType,
+    _status: Status,
+    _size: usize,
+    _data: *mut core::ffi::c_void,
+) {
     match kind {
         efi::RESET_SHUTDOWN => crate::power::poweroff(),
         _ => crate::power::reset(),
     }
 }
 
-pub extern "efiapi" fn update_capsule(_caps: *mut *mut efi::CapsuleHeader, _count: usize, _sg: efi::PhysicalAddress) -> Status {
+pub extern "efiapi" fn update_capsule(
+    _caps: *mut *mut efi::CapsuleHeader,
+    _count: usize,
+    _sg: efi::PhysicalAddress,
+) -> Status {
     // No capsule (firmware update) support: the spec's answer is UNSUPPORTED.
     Status::UNSUPPORTED
 }
 
-pub extern "efiapi" fn query_capsule_capabilities(_caps: *mut *mut efi::CapsuleHeader, _count: usize, _max: *mut u64, _reset: *mut efi::ResetType) -> Status {
+pub extern "efiapi" fn query_capsule_capabilities(
+    _caps: *mut *mut efi::CapsuleHeader,
+    _count: usize,
+    _max: *mut u64,
+    _reset: *mut efi::ResetType,
+) -> Status {
     Status::UNSUPPORTED
 }
 

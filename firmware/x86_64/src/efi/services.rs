@@ -3,7 +3,10 @@
 //! `image.rs`. Each function validates raw pointers, converts them to the
 //! bookkeeping crates' types, and maps results to EFI status codes.
 
-use super::{dispatch, event_of, event_ptr, guid_at, handle_of, handle_ptr, result, run_notifications, status, with};
+use super::{
+    dispatch, event_of, event_ptr, guid_at, handle_of, handle_ptr, result, run_notifications,
+    status, with,
+};
 use crate::time;
 use alloc::vec::Vec;
 use core::ffi::c_void;
@@ -42,7 +45,14 @@ pub extern "efiapi" fn restore_tpl(old: efi::Tpl) {
 
 // ---- events --------------------------------------------------------------
 
-fn create(kind: u32, tpl: efi::Tpl, func: Option<efi::EventNotify>, ctx: *mut c_void, group: Option<ember_efi::Guid>, out: *mut Event) -> Status {
+fn create(
+    kind: u32,
+    tpl: efi::Tpl,
+    func: Option<efi::EventNotify>,
+    ctx: *mut c_void,
+    group: Option<ember_efi::Guid>,
+    out: *mut Event,
+) -> Status {
     if out.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -57,7 +67,13 @@ fn create(kind: u32, tpl: efi::Tpl, func: Option<efi::EventNotify>, ctx: *mut c_
     }
 }
 
-pub extern "efiapi" fn create_event(kind: u32, tpl: efi::Tpl, func: Option<efi::EventNotify>, ctx: *mut c_void, out: *mut Event) -> Status {
+pub extern "efiapi" fn create_event(
+    kind: u32,
+    tpl: efi::Tpl,
+    func: Option<efi::EventNotify>,
+    ctx: *mut c_void,
+    out: *mut Event,
+) -> Status {
     create(kind, tpl, func, ctx, None, out)
 }
 
@@ -83,19 +99,25 @@ pub extern "efiapi" fn set_timer(ev: Event, kind: efi::TimerDelay, trigger: u64)
 }
 
 pub extern "efiapi" fn signal_event(ev: Event) -> Status {
-    let Some(id) = event_of(ev) else { return Status::INVALID_PARAMETER };
+    let Some(id) = event_of(ev) else {
+        return Status::INVALID_PARAMETER;
+    };
     let r = with(|e| e.st.events.signal_event(id));
     dispatch();
     result(r)
 }
 
 pub extern "efiapi" fn close_event(ev: Event) -> Status {
-    let Some(id) = event_of(ev) else { return Status::INVALID_PARAMETER };
+    let Some(id) = event_of(ev) else {
+        return Status::INVALID_PARAMETER;
+    };
     result(with(|e| e.st.close_event(id)))
 }
 
 pub extern "efiapi" fn check_event(ev: Event) -> Status {
-    let Some(id) = event_of(ev) else { return Status::INVALID_PARAMETER };
+    let Some(id) = event_of(ev) else {
+        return Status::INVALID_PARAMETER;
+    };
     dispatch();
     match with(|e| e.st.events.check_event(id)) {
         // A wait event's notify function was queued: run it, then look again.
@@ -163,7 +185,10 @@ pub unsafe fn device_path_bytes<'a>(iface: usize) -> Option<&'a [u8]> {
     }
     // SAFETY: node headers are read one at a time, each where the previous
     // node's length says the next begins; the walk is bounded by the crate.
-    let size = devpath::device_path_size(|off| Some(unsafe { ((iface + off) as *const [u8; 4]).read_unaligned() })).ok()?;
+    let size = devpath::device_path_size(|off| {
+        Some(unsafe { ((iface + off) as *const [u8; 4]).read_unaligned() })
+    })
+    .ok()?;
     // SAFETY: the whole path, as just measured.
     Some(unsafe { core::slice::from_raw_parts(iface as *const u8, size) })
 }
@@ -175,12 +200,19 @@ fn dp_of<'a>(iface: usize) -> Option<&'a [u8]> {
     unsafe { device_path_bytes(iface) }
 }
 
-pub extern "efiapi" fn install_protocol_interface(h: *mut Handle, g: *mut Guid, kind: efi::InterfaceType, iface: *mut c_void) -> Status {
+pub extern "efiapi" fn install_protocol_interface(
+    h: *mut Handle,
+    g: *mut Guid,
+    kind: efi::InterfaceType,
+    iface: *mut c_void,
+) -> Status {
     if h.is_null() || kind != efi::NATIVE_INTERFACE {
         return Status::INVALID_PARAMETER;
     }
     // SAFETY: the caller's GUID pointer.
-    let Some(g) = (unsafe { guid_at(g) }) else { return Status::INVALID_PARAMETER };
+    let Some(g) = (unsafe { guid_at(g) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     // SAFETY: `h` checked non-null: in/out handle.
     let cur = unsafe { *h };
     let handle = if cur.is_null() {
@@ -203,9 +235,15 @@ pub extern "efiapi" fn install_protocol_interface(h: *mut Handle, g: *mut Guid, 
     }
 }
 
-pub extern "efiapi" fn uninstall_protocol_interface(h: Handle, g: *mut Guid, iface: *mut c_void) -> Status {
+pub extern "efiapi" fn uninstall_protocol_interface(
+    h: Handle,
+    g: *mut Guid,
+    iface: *mut c_void,
+) -> Status {
     // SAFETY: the caller's GUID pointer.
-    let (Some(h), Some(g)) = (handle_of(h), unsafe { guid_at(g) }) else { return Status::INVALID_PARAMETER };
+    let (Some(h), Some(g)) = (handle_of(h), unsafe { guid_at(g) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     uninstall_one(h, g, iface as usize)
 }
 
@@ -221,7 +259,12 @@ fn uninstall_one(h: ember_efi::Handle, g: ember_efi::Guid, iface: usize) -> Stat
             }
             let r = with(|e| e.st.handles.uninstall_protocol(h, &g, iface));
             if r.is_err() {
-                super::drivers::connect_controller(handle_ptr(h), core::ptr::null_mut(), core::ptr::null_mut(), Boolean::TRUE);
+                super::drivers::connect_controller(
+                    handle_ptr(h),
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                    Boolean::TRUE,
+                );
             }
             result(r)
         }
@@ -229,9 +272,16 @@ fn uninstall_one(h: ember_efi::Handle, g: ember_efi::Guid, iface: usize) -> Stat
     }
 }
 
-pub extern "efiapi" fn reinstall_protocol_interface(h: Handle, g: *mut Guid, old: *mut c_void, new: *mut c_void) -> Status {
+pub extern "efiapi" fn reinstall_protocol_interface(
+    h: Handle,
+    g: *mut Guid,
+    old: *mut c_void,
+    new: *mut c_void,
+) -> Status {
     // SAFETY: the caller's GUID pointer.
-    let (Some(h), Some(g)) = (handle_of(h), unsafe { guid_at(g) }) else { return Status::INVALID_PARAMETER };
+    let (Some(h), Some(g)) = (handle_of(h), unsafe { guid_at(g) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     let r = with(|e| e.st.reinstall_protocol(h, &g, old as usize, new as usize));
     dispatch();
     result(r)
@@ -242,7 +292,9 @@ pub extern "efiapi" fn handle_protocol(h: Handle, g: *mut Guid, out: *mut *mut c
         return Status::INVALID_PARAMETER;
     }
     // SAFETY: the caller's GUID pointer.
-    let (Some(h), Some(g)) = (handle_of(h), unsafe { guid_at(g) }) else { return Status::INVALID_PARAMETER };
+    let (Some(h), Some(g)) = (handle_of(h), unsafe { guid_at(g) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     match with(|e| e.st.handles.handle_protocol(h, &g)) {
         Ok(i) => {
             // SAFETY: out pointer checked.
@@ -257,9 +309,15 @@ pub extern "efiapi" fn handle_protocol(h: Handle, g: *mut Guid, out: *mut *mut c
     }
 }
 
-pub extern "efiapi" fn register_protocol_notify(g: *mut Guid, ev: Event, reg: *mut *mut c_void) -> Status {
+pub extern "efiapi" fn register_protocol_notify(
+    g: *mut Guid,
+    ev: Event,
+    reg: *mut *mut c_void,
+) -> Status {
     // SAFETY: the caller's GUID pointer.
-    let (Some(g), Some(id)) = (unsafe { guid_at(g) }, event_of(ev)) else { return Status::INVALID_PARAMETER };
+    let (Some(g), Some(id)) = (unsafe { guid_at(g) }, event_of(ev)) else {
+        return Status::INVALID_PARAMETER;
+    };
     if reg.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -280,7 +338,13 @@ fn search(kind: efi::LocateSearchType, g: *mut Guid, key: *mut c_void) -> Result
     Search::from_raw(kind, g, k).map_err(status)
 }
 
-pub extern "efiapi" fn locate_handle(kind: efi::LocateSearchType, g: *mut Guid, key: *mut c_void, size: *mut usize, buf: *mut Handle) -> Status {
+pub extern "efiapi" fn locate_handle(
+    kind: efi::LocateSearchType,
+    g: *mut Guid,
+    key: *mut c_void,
+    size: *mut usize,
+    buf: *mut Handle,
+) -> Status {
     if size.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -315,7 +379,13 @@ pub extern "efiapi" fn locate_handle(kind: efi::LocateSearchType, g: *mut Guid, 
     Status::SUCCESS
 }
 
-pub extern "efiapi" fn locate_handle_buffer(kind: efi::LocateSearchType, g: *mut Guid, key: *mut c_void, count: *mut usize, out: *mut *mut Handle) -> Status {
+pub extern "efiapi" fn locate_handle_buffer(
+    kind: efi::LocateSearchType,
+    g: *mut Guid,
+    key: *mut c_void,
+    count: *mut usize,
+    out: *mut *mut Handle,
+) -> Status {
     if count.is_null() || out.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -327,7 +397,10 @@ pub extern "efiapi" fn locate_handle_buffer(kind: efi::LocateSearchType, g: *mut
         Ok(v) => v,
         Err(e) => return status(e),
     };
-    let Some(p) = super::memory::pool_alloc(efi::BOOT_SERVICES_DATA, list.len().max(1) * core::mem::size_of::<Handle>()) else {
+    let Some(p) = super::memory::pool_alloc(
+        efi::BOOT_SERVICES_DATA,
+        list.len().max(1) * core::mem::size_of::<Handle>(),
+    ) else {
         return Status::OUT_OF_RESOURCES;
     };
     let arr = p as *mut Handle;
@@ -343,16 +416,24 @@ pub extern "efiapi" fn locate_handle_buffer(kind: efi::LocateSearchType, g: *mut
     Status::SUCCESS
 }
 
-pub extern "efiapi" fn locate_device_path(g: *mut Guid, dp: *mut *mut efi::protocols::device_path::Protocol, out: *mut Handle) -> Status {
+pub extern "efiapi" fn locate_device_path(
+    g: *mut Guid,
+    dp: *mut *mut efi::protocols::device_path::Protocol,
+    out: *mut Handle,
+) -> Status {
     if dp.is_null() || out.is_null() {
         return Status::INVALID_PARAMETER;
     }
     // SAFETY: the caller's GUID pointer.
-    let Some(g) = (unsafe { guid_at(g) }) else { return Status::INVALID_PARAMETER };
+    let Some(g) = (unsafe { guid_at(g) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     // SAFETY: `dp` checked; *dp is the caller's device path.
     let path = unsafe { *dp } as usize;
     // SAFETY: as above.
-    let Some(bytes) = (unsafe { device_path_bytes(path) }) else { return Status::INVALID_PARAMETER };
+    let Some(bytes) = (unsafe { device_path_bytes(path) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     match with(|e| e.st.handles.locate_device_path(&g, bytes, dp_of)) {
         Ok((h, used)) => {
             // SAFETY: out pointers checked; `used` ≤ the path's size.
@@ -366,12 +447,18 @@ pub extern "efiapi" fn locate_device_path(g: *mut Guid, dp: *mut *mut efi::proto
     }
 }
 
-pub extern "efiapi" fn locate_protocol(g: *mut Guid, reg: *mut c_void, out: *mut *mut c_void) -> Status {
+pub extern "efiapi" fn locate_protocol(
+    g: *mut Guid,
+    reg: *mut c_void,
+    out: *mut *mut c_void,
+) -> Status {
     if out.is_null() {
         return Status::INVALID_PARAMETER;
     }
     // SAFETY: the caller's GUID pointer.
-    let Some(g) = (unsafe { guid_at(g) }) else { return Status::INVALID_PARAMETER };
+    let Some(g) = (unsafe { guid_at(g) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     let k = Registration::from_raw(reg as usize as u64);
     match with(|e| e.st.handles.locate_protocol(&g, k)) {
         Ok(i) => {
@@ -387,16 +474,27 @@ pub extern "efiapi" fn locate_protocol(g: *mut Guid, reg: *mut c_void, out: *mut
     }
 }
 
-pub extern "efiapi" fn open_protocol(h: Handle, g: *mut Guid, out: *mut *mut c_void, agent: Handle, ctrl: Handle, attrs: u32) -> Status {
+pub extern "efiapi" fn open_protocol(
+    h: Handle,
+    g: *mut Guid,
+    out: *mut *mut c_void,
+    agent: Handle,
+    ctrl: Handle,
+    attrs: u32,
+) -> Status {
     // SAFETY: the caller's GUID pointer.
-    let (Some(hh), Some(g)) = (handle_of(h), unsafe { guid_at(g) }) else { return Status::INVALID_PARAMETER };
+    let (Some(hh), Some(g)) = (handle_of(h), unsafe { guid_at(g) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     // TEST_PROTOCOL is the one mode where a NULL Interface is allowed.
     if out.is_null() && attrs != efi::OPEN_PROTOCOL_TEST_PROTOCOL {
         return Status::INVALID_PARAMETER;
     }
     let open = || {
         with(|e| {
-            let r = e.st.handles.open_protocol(hh, &g, handle_of(agent), handle_of(ctrl), attrs);
+            let r =
+                e.st.handles
+                    .open_protocol(hh, &g, handle_of(agent), handle_of(ctrl), attrs);
             (r, e.st.handles.protocol_interface(hh, &g))
         })
     };
@@ -428,31 +526,53 @@ pub extern "efiapi" fn open_protocol(h: Handle, g: *mut Guid, out: *mut *mut c_v
     }
 }
 
-pub extern "efiapi" fn close_protocol(h: Handle, g: *mut Guid, agent: Handle, ctrl: Handle) -> Status {
+pub extern "efiapi" fn close_protocol(
+    h: Handle,
+    g: *mut Guid,
+    agent: Handle,
+    ctrl: Handle,
+) -> Status {
     // SAFETY: the caller's GUID pointer.
-    let (Some(hh), Some(g)) = (handle_of(h), unsafe { guid_at(g) }) else { return Status::INVALID_PARAMETER };
-    result(with(|e| e.st.handles.close_protocol(hh, &g, handle_of(agent), handle_of(ctrl))))
+    let (Some(hh), Some(g)) = (handle_of(h), unsafe { guid_at(g) }) else {
+        return Status::INVALID_PARAMETER;
+    };
+    result(with(|e| {
+        e.st.handles
+            .close_protocol(hh, &g, handle_of(agent), handle_of(ctrl))
+    }))
 }
 
-pub extern "efiapi" fn open_protocol_information(h: Handle, g: *mut Guid, out: *mut *mut efi::OpenProtocolInformationEntry, count: *mut usize) -> Status {
+pub extern "efiapi" fn open_protocol_information(
+    h: Handle,
+    g: *mut Guid,
+    out: *mut *mut efi::OpenProtocolInformationEntry,
+    count: *mut usize,
+) -> Status {
     if out.is_null() || count.is_null() {
         return Status::INVALID_PARAMETER;
     }
     // SAFETY: the caller's GUID pointer.
-    let (Some(hh), Some(g)) = (handle_of(h), unsafe { guid_at(g) }) else { return Status::INVALID_PARAMETER };
+    let (Some(hh), Some(g)) = (handle_of(h), unsafe { guid_at(g) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     let list = match with(|e| e.st.handles.open_protocol_information(hh, &g)) {
         Ok(l) => l,
         Err(s) => return status(s),
     };
     let sz = list.len().max(1) * core::mem::size_of::<efi::OpenProtocolInformationEntry>();
-    let Some(p) = super::memory::pool_alloc(efi::BOOT_SERVICES_DATA, sz) else { return Status::OUT_OF_RESOURCES };
+    let Some(p) = super::memory::pool_alloc(efi::BOOT_SERVICES_DATA, sz) else {
+        return Status::OUT_OF_RESOURCES;
+    };
     let arr = p as *mut efi::OpenProtocolInformationEntry;
     for (i, o) in list.iter().enumerate() {
         // SAFETY: fresh pool buffer of `len` entries.
         unsafe {
             *arr.add(i) = efi::OpenProtocolInformationEntry {
                 agent_handle: handle_ptr(o.agent),
-                controller_handle: o.controller.map(handle_ptr).unwrap_or(core::ptr::null_mut()),
+                controller_handle: o
+                    .controller
+                    .map(handle_ptr)
+                    .unwrap_or(core::ptr::null_mut()),
                 attributes: o.attributes,
                 open_count: o.open_count,
             }
@@ -466,18 +586,26 @@ pub extern "efiapi" fn open_protocol_information(h: Handle, g: *mut Guid, out: *
     Status::SUCCESS
 }
 
-pub extern "efiapi" fn protocols_per_handle(h: Handle, out: *mut *mut *mut Guid, count: *mut usize) -> Status {
+pub extern "efiapi" fn protocols_per_handle(
+    h: Handle,
+    out: *mut *mut *mut Guid,
+    count: *mut usize,
+) -> Status {
     if out.is_null() || count.is_null() {
         return Status::INVALID_PARAMETER;
     }
-    let Some(hh) = handle_of(h) else { return Status::INVALID_PARAMETER };
+    let Some(hh) = handle_of(h) else {
+        return Status::INVALID_PARAMETER;
+    };
     let list = match with(|e| e.st.handles.protocols_per_handle(hh)) {
         Ok(l) => l,
         Err(s) => return status(s),
     };
     // One pool block: the pointer array followed by the GUIDs it points at.
     let ptrs = list.len() * 8;
-    let Some(p) = super::memory::pool_alloc(efi::BOOT_SERVICES_DATA, (ptrs + list.len() * 16).max(8)) else {
+    let Some(p) =
+        super::memory::pool_alloc(efi::BOOT_SERVICES_DATA, (ptrs + list.len() * 16).max(8))
+    else {
         return Status::OUT_OF_RESOURCES;
     };
     for (i, g) in list.iter().enumerate() {
@@ -524,7 +652,9 @@ extern "efiapi" fn efi_install_multiple_impl(args: *const usize) -> Status {
         return Status::INVALID_PARAMETER;
     }
     // SAFETY: as above.
-    let Some(pairs) = (unsafe { var_pairs(args) }) else { return Status::INVALID_PARAMETER };
+    let Some(pairs) = (unsafe { var_pairs(args) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     // SAFETY: `hp` checked.
     let cur = unsafe { *hp };
     let handle = if cur.is_null() {
@@ -551,9 +681,13 @@ extern "efiapi" fn efi_install_multiple_impl(args: *const usize) -> Status {
 extern "efiapi" fn efi_uninstall_multiple_impl(args: *const usize) -> Status {
     // SAFETY: called only from the abi.s shim with the spilled arguments.
     let h = unsafe { *args } as Handle;
-    let Some(h) = handle_of(h) else { return Status::INVALID_PARAMETER };
+    let Some(h) = handle_of(h) else {
+        return Status::INVALID_PARAMETER;
+    };
     // SAFETY: as above.
-    let Some(pairs) = (unsafe { var_pairs(args) }) else { return Status::INVALID_PARAMETER };
+    let Some(pairs) = (unsafe { var_pairs(args) }) else {
+        return Status::INVALID_PARAMETER;
+    };
     result(with(|e| e.st.handles.uninstall_multiple(h, &pairs)))
 }
 
@@ -562,7 +696,8 @@ extern "efiapi" fn efi_uninstall_multiple_impl(args: *const usize) -> Status {
 // the boot-services table needs, and the real (variadic) arguments are read
 // from the caller's frame as the MS x64 ABI lays them out.
 unsafe extern "efiapi" {
-    pub safe fn efi_install_multiple_shim(h: *mut Handle, a: *mut c_void, b: *mut c_void) -> Status;
+    pub safe fn efi_install_multiple_shim(h: *mut Handle, a: *mut c_void, b: *mut c_void)
+        -> Status;
     pub safe fn efi_uninstall_multiple_shim(h: Handle, a: *mut c_void, b: *mut c_void) -> Status;
 }
 
@@ -577,7 +712,12 @@ pub extern "efiapi" fn stall(us: usize) -> Status {
     Status::SUCCESS
 }
 
-pub extern "efiapi" fn set_watchdog_timer(timeout: usize, _code: u64, size: usize, data: *mut u16) -> Status {
+pub extern "efiapi" fn set_watchdog_timer(
+    timeout: usize,
+    _code: u64,
+    size: usize,
+    data: *mut u16,
+) -> Status {
     if size != 0 && data.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -642,7 +782,10 @@ pub extern "efiapi" fn install_configuration_table(g: *mut Guid, table: *mut c_v
                 Status::SUCCESS
             }
             (None, false) => {
-                e.config.push(efi::ConfigurationTable { vendor_guid: g, vendor_table: table });
+                e.config.push(efi::ConfigurationTable {
+                    vendor_guid: g,
+                    vendor_table: table,
+                });
                 Status::SUCCESS
             }
         }
