@@ -327,10 +327,10 @@ fn find_memory_windows(dsdt: &[u8]) -> (Option<Window>, Option<Window>) {
 /// `rsdp` must be 0 or the address the VMM gave for the RSDP.
 pub unsafe fn discover(rsdp: u64) -> Platform {
     let mut p = Platform::default();
-    // SAFETY: legacy areas are mapped; `rsdp` is the VMM's.
     let rsdp = if rsdp != 0 {
         rsdp
     } else {
+        // SAFETY: legacy areas are mapped; `rsdp` is the VMM's.
         unsafe { scan_rsdp() }.unwrap_or(0)
     };
     if rsdp == 0 {

@@ -99,8 +99,8 @@ extern "C" fn rust_start(info_addr: u64, source: u64) -> ! {
     // application may reuse; keep a copy. Under QEMU, options for Ember as
     // firmware come from `-fw_cfg name=opt/ember/cmdline,string=...`.
     let mut cmdline = alloc::string::String::from(info.cmdline);
-    // SAFETY: as for the early probe.
     let mut fw = if early_fw.is_some() {
+        // SAFETY: as for the early probe.
         unsafe { fwcfg::FwCfg::probe() }
     } else {
         None

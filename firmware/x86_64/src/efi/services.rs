@@ -183,9 +183,10 @@ pub unsafe fn device_path_bytes<'a>(iface: usize) -> Option<&'a [u8]> {
     if iface == 0 {
         return None;
     }
-    // SAFETY: node headers are read one at a time, each where the previous
-    // node's length says the next begins; the walk is bounded by the crate.
     let size = devpath::device_path_size(|off| {
+        // SAFETY: node headers are read one at a time, each where the
+        // previous node's length says the next begins; the walk is bounded
+        // by the crate.
         Some(unsafe { ((iface + off) as *const [u8; 4]).read_unaligned() })
     })
     .ok()?;
