@@ -49,5 +49,33 @@ fuzz_target!(|data: &[u8]| {
         assert!(!dp.is_multi_instance(), "file path keeps only the first instance");
         let again = ember_uefi_data::loadopt::LoadOption::parse(&o.to_bytes()).expect("re-encoded option parses");
         assert_eq!(again, o, "load option round trip");
+        // The boot manager: resolving the option's path against a fixed set
+        // of disks, and reconciling a BootOrder that names it.
+        use ember_uefi_data::bootmgr::{self, MediaDisk, MediaPartition};
+        let disks = [
+            MediaDisk {
+                path: devpath::from_nodes(&[&devpath::pci_root(0), &devpath::pci(3, 0)]).expect("valid"),
+                name: "d0".into(),
+                partitions: vec![MediaPartition { number: 1, first_lba: 2048, num_blocks: 4096, guid: Some(ember_uefi_data::Guid([1; 16])) }],
+            },
+            MediaDisk {
+                path: devpath::from_nodes(&[&devpath::virtio_mmio(0xfeb0_0000)]).expect("valid"),
+                name: "d1".into(),
+                partitions: vec![MediaPartition { number: 1, first_lba: 63, num_blocks: 100, guid: None }],
+            },
+        ];
+        if let Ok(t) = bootmgr::resolve(&o.file_path, &disks) {
+            let (bootmgr::Target::Disk { disk } | bootmgr::Target::Partition { disk, .. } | bootmgr::Target::File { disk, .. }) = t;
+            assert!(disk < disks.len(), "resolve named a disk that does not exist");
+        }
+        let mut opts = std::collections::BTreeMap::new();
+        opts.insert(7u16, Some(o.clone()));
+        let order: Vec<u16> = data.chunks_exact(2).take(8).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let plan = bootmgr::reconcile(&order, &opts, &disks);
+        assert_eq!(plan.disk_option.len(), disks.len(), "every disk gets an option");
+        for n in &plan.boot_order {
+            assert!(opts.contains_key(n) || plan.write.iter().any(|(w, _)| w == n), "BootOrder names a missing option");
+        }
+        let _ = bootmgr::attempts(order.first().copied(), &plan.boot_order, &opts);
     }
 });

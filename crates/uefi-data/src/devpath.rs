@@ -983,6 +983,42 @@ pub fn hard_drive(
     )
 }
 
+/// A decoded Hard Drive media node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HardDrive {
+    pub partition: u32,
+    pub start_lba: u64,
+    pub size_lba: u64,
+    pub signature: PartitionSignature,
+}
+
+impl HardDrive {
+    /// Decode a Hard Drive node; `None` for any other node or a short one.
+    /// An unknown signature type reads as [`PartitionSignature::None`].
+    pub fn from_node(node: &Node<'_>) -> Option<HardDrive> {
+        if node.device_type() != TYPE_MEDIA || node.sub_type() != MEDIA_HARD_DRIVE {
+            return None;
+        }
+        let (d, _) = HardDriveData::read_from_prefix(node.data()).ok()?;
+        let signature = match d.signature_type {
+            1 => PartitionSignature::Mbr(u32::from_le_bytes([
+                d.signature[0],
+                d.signature[1],
+                d.signature[2],
+                d.signature[3],
+            ])),
+            2 => PartitionSignature::Gpt(Guid(d.signature)),
+            _ => PartitionSignature::None,
+        };
+        Some(HardDrive {
+            partition: d.partition.get(),
+            start_lba: d.start.get(),
+            size_lba: d.size.get(),
+            signature,
+        })
+    }
+}
+
 /// `CDROM(boot_entry, start, size)` (El Torito boot entry, in blocks).
 pub fn cdrom(boot_entry: u32, start: u64, size: u64) -> Vec<u8> {
     fixed_node(

@@ -11,6 +11,7 @@
 
 extern crate alloc;
 
+pub mod bootmgr;
 pub mod devpath;
 mod guid;
 pub mod loadopt;
