@@ -10,7 +10,23 @@ static PLATFORM: Once<Platform> = Once::new();
 
 /// Remember the ACPI facts for the power paths.
 pub fn init(p: Platform) -> &'static Platform {
-    PLATFORM.call_once(|| p)
+    let p = PLATFORM.call_once(|| p);
+    // ResetSystem keeps using these registers after ExitBootServices; when
+    // they are MMIO (microvm's hardware-reduced ACPI) the OS must map them
+    // for runtime services, so they go in the memory map as runtime MMIO.
+    let regs = p
+        .sleep_control
+        .iter()
+        .chain(p.reset.as_ref().map(|(g, _)| g));
+    for g in regs.filter(|g| g.space == 0) {
+        let page = g.address.get() & !0xfff;
+        let _ = crate::memory::MAP.lock().map_mut().add(
+            page,
+            page + 0x1000,
+            ember_mem::MemKind::Allocated(r_efi::efi::MEMORY_MAPPED_IO),
+        );
+    }
+    p
 }
 
 /// Write a byte to a Generic Address Structure register.

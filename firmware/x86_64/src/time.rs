@@ -133,8 +133,15 @@ pub fn stall_us(us: u64) {
     }
 }
 
-/// Microseconds since the CPU came out of reset (the TSC counts from there,
-/// whoever ran before Ember): the clock systemd's loader interface uses.
+/// Microseconds since the CPU came out of reset: the clock systemd's loader
+/// interface uses. Behind another firmware (PVH, the Linux entry) the TSC
+/// counts from reset, whoever ran before Ember. As the firmware itself Ember
+/// ran first, so its own start is the reset — and the TSC is no guide then:
+/// QEMU's TCG does not zero it on a warm reset (a reboot), so it would count
+/// the previous boot too.
 pub fn since_reset_us() -> u64 {
+    if crate::platform::as_firmware() {
+        return since_start_us();
+    }
     ticks_to_ns(rdtsc()) / 1000
 }
