@@ -208,6 +208,9 @@ pub fn qemu_extra(name: &str) -> &'static [&'static str] {
         "initrd-too-big" => &["-m", SMALL_RAM],
         // bootindex on the second disk: QEMU lists it in fw_cfg `bootorder`.
         "bootorder" => &["-set", "device.vd1.bootindex=1"],
+        // Time for the harness's key to arrive (guest time runs fast under
+        // -icount): Ember waits up to 60 s for it.
+        "menu" => &["-fw_cfg", "name=opt/ember/cmdline,string=ember.timeout=60"],
         _ => &[],
     }
 }
@@ -223,6 +226,7 @@ pub fn expect_log(s: &Scenario, m: Machine) -> Vec<String> {
     let native = matches!(m, Machine::Q35Native | Machine::MicrovmNative);
     let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     match s.name {
+        "menu" => v(&["Ember boot menu", "boot manager: Boot0001 \"Ember: virtio-"]),
         "gpt-primary-bad" => vec![
             "primary GPT is bad (GPT header at LBA 1 CRC mismatch".into(),
             format!("; using backup at LBA {}", last_lba(&s.disks[0])),

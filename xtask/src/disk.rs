@@ -35,6 +35,9 @@ pub enum Fs {
     /// ext4 with this UUID (for GRUB's `search --fs-uuid`), holding the
     /// partition's `files`.
     Ext4Uuid(&'static str),
+    /// ext4 with this UUID made from a whole directory tree (e.g. a
+    /// debootstrap root): the partition's one file is `("/", Src::Host(dir))`.
+    Ext4Tree(&'static str),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -87,6 +90,7 @@ pub const NAMES: &[&str] = &[
     "mbr",
     "second-disk",
     "bootorder",
+    "menu",
     "fallback",
     // corrupt.rs: disk 0 damaged, a later disk or entry good.
     "gpt-primary-bad",
@@ -337,6 +341,24 @@ pub fn scenario(name: &str, a: &Artifacts) -> Option<Scenario> {
             "bootorder",
             false,
         ),
+        // Two bootable disks and a user at the serial console: a key opens
+        // Ember's boot menu and choosing option 2 boots the second disk,
+        // which the default order would not (see qemu::run_with_keys).
+        "menu" => s(
+            "menu",
+            vec![
+                Disk {
+                    table: Table::Gpt,
+                    parts: vec![fat32(simple_files(a, "menu-default"))],
+                },
+                Disk {
+                    table: Table::Gpt,
+                    parts: vec![fat32(simple_files(a, "menu"))],
+                },
+            ],
+            "menu",
+            true,
+        ),
         // The default entry names a missing kernel and the next one a file
         // that is not a bzImage: Ember must say so and boot the third.
         "fallback" => s(
@@ -512,7 +534,9 @@ pub fn build(s: &Scenario) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-fn build_disk(d: &Disk, img: &Path) -> Result {
+/// Partition `img` and write each partition's file system (no caching;
+/// see [`build`] for the cached path).
+pub fn build_disk(d: &Disk, img: &Path) -> Result {
     // 1 MiB alignment up front, 1 MiB spare at the end for the backup GPT.
     let total = 2 + d.parts.iter().map(|p| p.size_mib).sum::<u64>();
     remove_file_if_exists(img)?;
@@ -642,6 +666,26 @@ fn build_fs(p: &Part, img: &Path) -> Result {
                 .arg(&stage)
                 .arg(img))?;
             remove_dir_all_if_exists(&stage)
+        }
+        Fs::Ext4Tree(uuid) => {
+            let [(at, Src::Host(tree))] = &p.files[..] else {
+                return Err(format!(
+                    "an Ext4Tree partition takes one (\"/\", Src::Host(dir)), not {:?}",
+                    p.files
+                ));
+            };
+            if at != "/" || !tree.is_dir() {
+                return Err(format!("Ext4Tree: {} is not a directory", tree.display()));
+            }
+            File::create(img)
+                .and_then(|f| f.set_len(p.size_mib * MIB))
+                .map_err(|e| format!("create {}: {e}", img.display()))?;
+            // -d keeps owners, modes, device nodes and xattrs of the tree.
+            run(tool("mkfs.ext4")
+                .args(["-q", "-F", "-L", "root", "-U", uuid])
+                .args(["-E", &format!("hash_seed={uuid}"), "-d"])
+                .arg(tree)
+                .arg(img))
         }
     }
 }

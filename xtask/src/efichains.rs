@@ -35,9 +35,9 @@ const ROOT_UUID: &str = "e3be5eed-0000-4000-8000-00000000e3be";
 #[derive(Clone, Debug)]
 pub struct Loaders {
     /// shim-signed: `usr/lib/shim/shimx64.efi.signed`
-    shim: PathBuf,
+    pub shim: PathBuf,
     /// grub-efi-amd64-signed: `usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed`
-    grub: PathBuf,
+    pub grub: PathBuf,
     /// systemd-boot-efi: `usr/lib/systemd/boot/efi/systemd-bootx64.efi`
     sdboot: PathBuf,
     /// systemd-boot-efi: `usr/lib/systemd/boot/efi/linuxx64.efi.stub`

@@ -3,6 +3,7 @@
 mod attack;
 mod bench;
 mod coverage;
+mod debian;
 mod disk;
 mod efiapp;
 mod efichains;
@@ -46,6 +47,10 @@ commands:
   fuzz [--target NAME] [--seconds N] [--jobs J]
                              libFuzzer on the parsers (nightly + cargo-fuzz, installed if
                              missing), N seconds per target (default 60); see docs/fuzzing.md
+  debian [--firmware ovmf|ember]
+                             a debootstrapped Debian (shim, GRUB, systemd) boots; from
+                             Linux efibootmgr sets BootNext, the firmware honours it,
+                             variables persist across runs (default firmware: ovmf)
   coverage                   line coverage of the portable crates' tests (cargo-llvm-cov),
                              summary in target/coverage/summary.txt
 ";
@@ -205,6 +210,20 @@ fn dispatch(args: &[String]) -> Result<bool> {
                 }
             }
             fuzz::fuzz(&o)
+        }
+        "debian" => {
+            let mut fw = debian::Firmware::Ovmf;
+            while let Some((k, v)) = a.next()? {
+                match k {
+                    "firmware" => {
+                        let f = a.value(k, v)?;
+                        fw = debian::Firmware::parse(&f)
+                            .ok_or_else(|| format!("unknown firmware `{f}` (ovmf, ember)"))?;
+                    }
+                    _ => return Err(format!("unknown debian option --{k}\n{USAGE}")),
+                }
+            }
+            debian::run_cmd(fw)
         }
         "coverage" => {
             if let Some((k, _)) = a.next()? {

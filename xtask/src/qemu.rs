@@ -156,6 +156,9 @@ pub enum Serial<'a> {
     File(&'a Path),
     /// Interactive: serial and monitor multiplexed on stdio (Ctrl-A X quits).
     Stdio,
+    /// The serial port alone on QEMU's stdin/stdout (the harness types and
+    /// collects the output).
+    Piped,
 }
 
 pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
@@ -275,6 +278,15 @@ pub fn command(machine: Machine, boot: &Boot, serial: Serial) -> Command {
             c.args(["-monitor", "none"]);
         }
         Serial::Stdio => {}
+        Serial::Piped => {
+            c.args([
+                "-chardev",
+                "stdio,id=ser0,signal=off",
+                "-serial",
+                "chardev:ser0",
+            ]);
+            c.args(["-monitor", "none"]);
+        }
     }
     match boot {
         Boot::Ember { disks, .. } | Boot::Disks { disks } => {
@@ -415,17 +427,45 @@ pub fn run_with(
     log: &Path,
     timeout: Duration,
 ) -> Outcome {
+    run_with_keys(machine, boot, extra, log, timeout, None)
+}
+
+/// [`run_with`], and with `keys = Some((prompt, reply))` a user at the
+/// serial console: it presses the space bar every 200 ms until `prompt`
+/// appears on the console, then types `reply` once.
+pub fn run_with_keys(
+    machine: Machine,
+    boot: &Boot,
+    extra: &[&str],
+    log: &Path,
+    timeout: Duration,
+    keys: Option<(&str, &str)>,
+) -> Outcome {
     let _ = std::fs::remove_file(log);
-    let mut cmd = command(machine, boot, Serial::File(log));
+    let serial = if keys.is_some() {
+        Serial::Piped
+    } else {
+        Serial::File(log)
+    };
+    let mut cmd = command(machine, boot, serial);
     cmd.args(extra);
     let cmdline = describe(&cmd);
     let err_path = log.with_extension("stderr");
     let stderr = std::fs::File::create(&err_path)
         .map(Stdio::from)
         .unwrap_or_else(|_| Stdio::null());
+    let (stdin, stdout) = match keys {
+        Some(_) => (
+            Stdio::piped(),
+            std::fs::File::create(log)
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        ),
+        None => (Stdio::null(), Stdio::null()),
+    };
     // Own process group, so a timeout can kill QEMU and anything it forked.
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
+    cmd.stdin(stdin)
+        .stdout(stdout)
         .stderr(stderr)
         .process_group(0);
     let start = Instant::now();
@@ -446,6 +486,27 @@ pub fn run_with(
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     };
+    if let (Some((prompt, reply)), Some(mut input)) = (keys, child.stdin.take()) {
+        let (prompt, reply, log) = (prompt.to_string(), reply.to_string(), log.to_path_buf());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let until = Instant::now() + timeout;
+            while Instant::now() < until {
+                let text = std::fs::read(&log).unwrap_or_default();
+                if String::from_utf8_lossy(&text).contains(&prompt) {
+                    let _ = input.write_all(reply.as_bytes());
+                    let _ = input.flush();
+                    // Keep stdin open: QEMU reads EOF as a hang-up.
+                    std::thread::sleep(until - Instant::now());
+                    return;
+                }
+                if input.write_all(b" ").and_then(|_| input.flush()).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+    }
     let mut problem = None;
     let mut marker = None;
     let wall;

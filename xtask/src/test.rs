@@ -119,6 +119,40 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
     let (v_pass, v_fail) = crate::varcrash::test(opts.filter.as_deref(), &art)?;
     tally.passed += v_pass;
     tally.failed += v_fail;
+    // A real Debian system (debootstrap, systemd, shim + GRUB, ext4 root by
+    // UUID): efibootmgr and BootNext from Linux, variables across runs,
+    // systemd-analyze. OVMF proves the test itself; both run side by side.
+    let debian: Vec<crate::debian::Firmware> = [
+        crate::debian::Firmware::Ovmf,
+        crate::debian::Firmware::Ember,
+    ]
+    .into_iter()
+    .filter(|f| {
+        opts.filter
+            .as_ref()
+            .is_none_or(|x| f.case_name().contains(x.as_str()))
+    })
+    .collect();
+    if !debian.is_empty() {
+        crate::debian::image()?;
+        let results: Vec<Result<(usize, usize)>> = std::thread::scope(|sc| {
+            let hs: Vec<_> = debian
+                .iter()
+                .map(|&f| sc.spawn(move || crate::debian::test(None, f)))
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("debian test thread panicked".into()))
+                })
+                .collect()
+        });
+        for r in results {
+            let (p, f) = r?;
+            tally.passed += p;
+            tally.failed += f;
+        }
+    }
     let mut cases = Vec::new();
     for name in disk::NAMES {
         let s = disk::scenario(name, &art).expect("NAMES lists known scenarios");
@@ -142,6 +176,9 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
                 Machine::MicrovmPcie,
                 Machine::Q35Linux64,
             ]
+        } else if s.name == "menu" {
+            // As the firmware (pflash store) and behind a VMM (PVH, volatile).
+            &[Machine::Q35Pflash, Machine::Microvm]
         } else if s.name == "bootorder" {
             // fw_cfg's bootorder exists for Ember only as the firmware.
             &[Machine::Q35Bios, Machine::PcBios]
@@ -218,7 +255,7 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
         }
     }
     if cases.is_empty() {
-        if efi_pass + efi_fail + a_pass + a_fail + v_pass + v_fail > 0 {
+        if efi_pass + efi_fail + a_pass + a_fail + v_pass + v_fail > 0 || !debian.is_empty() {
             return Ok(()); // the filter selected only conformance/attack cases
         }
         return Err("no boot case matches the filter".into());
@@ -278,7 +315,11 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
                     }
                 };
                 let extra = disk::corrupt::qemu_extra(case.scenario.name);
-                let out = qemu::run_with(case.machine, &boot, extra, &log, boot_timeout());
+                // The menu case types at the serial console: any key, then
+                // "2" and Enter once the menu asks.
+                let keys = (case.scenario.name == "menu").then_some(("Choose 1-", "2\r"));
+                let out =
+                    qemu::run_with_keys(case.machine, &boot, extra, &log, boot_timeout(), keys);
                 let ok = report(case, &out);
                 let mut r = results.lock().expect("results lock");
                 if ok {

@@ -15,6 +15,9 @@ const TOOLS: &[(&str, &str)] = &[
     ("mkfs.ext4", "e2fsprogs"),
     // Builds the unified kernel images of the EFI chain scenarios.
     ("objcopy", "binutils"),
+    // The Debian system image of `cargo xtask debian`.
+    ("debootstrap", "debootstrap"),
+    (crate::debian::KEYRING, "debian-archive-keyring"),
     // Not an executable: the firmware the UEFI conformance app is checked against.
     (crate::efiapp::OVMF_CODE, "ovmf"),
 ];

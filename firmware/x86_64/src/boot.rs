@@ -158,17 +158,18 @@ fn read_uki(
     ember_bls::uki_entry(name, path, &osrel, cmdline.as_deref()).map_err(|e| format!("{e}"))
 }
 
-/// Try every disk in turn; returns only if nothing could be booted.
-pub fn run(disks: &mut [Disk], rsdp: u64, vmm_cmdline: &str, mode: Mode) {
-    crate::efi::loader_vars::mark_init();
-    for di in 0..disks.len() {
+/// Boot one disk Ember's way: its Boot Loader Specification entries (the
+/// default first, then the others), or else the removable-media path.
+/// Returns only if nothing on it could be booted.
+pub fn boot_disk(disks: &[Disk], di: usize, rsdp: u64, vmm_cmdline: &str, mode: Mode) {
+    {
         let disk = &disks[di];
         let t0 = time::since_start_us();
         let table = match ember_part::read_partitions(&mut disk.dev.clone()) {
             Ok(t) => t,
             Err(e) => {
                 log::warn!("{}: {e}; trying the next disk", disk.name);
-                continue;
+                return;
             }
         };
         for w in &table.warnings {
@@ -195,7 +196,7 @@ pub fn run(disks: &mut [Disk], rsdp: u64, vmm_cmdline: &str, mode: Mode) {
                 table.scheme,
                 table.partitions.len()
             );
-            continue;
+            return;
         }
         let mut conf = None;
         let mut cands = Vec::new();
@@ -228,7 +229,7 @@ pub fn run(disks: &mut [Disk], rsdp: u64, vmm_cmdline: &str, mode: Mode) {
                     },
                     source: s.clone(),
                 };
-                let Err(e) = boot_uefi(disks, di, &c, FALLBACK, &[], "", rsdp);
+                let Err(e) = boot_uefi(disks, di, &c, FALLBACK, &[], &[], rsdp);
                 log::error!(
                     "{} partition {}: {e}; trying the next disk",
                     disk.name,
@@ -236,7 +237,7 @@ pub fn run(disks: &mut [Disk], rsdp: u64, vmm_cmdline: &str, mode: Mode) {
                 );
             }
             log::info!("{}: no boot loader entries", disk.name);
-            continue;
+            return;
         }
         let conf = conf.unwrap_or_default();
         cands.sort_by(|a, b| ember_bls::entry_cmp(&a.entry, &b.entry));
@@ -262,7 +263,7 @@ pub fn run(disks: &mut [Disk], rsdp: u64, vmm_cmdline: &str, mode: Mode) {
                 c.source.role
             );
         }
-        let Some(sel) = sel else { continue };
+        let Some(sel) = sel else { return };
         let why = match &sel.reason {
             Reason::MatchedDefaultPattern(p) => format!("matches loader.conf default \"{p}\""),
             Reason::DefaultPatternUnmatched(p) => {
@@ -321,7 +322,7 @@ fn boot_entry(
         }
     }
     if let Some(efi) = c.entry.efi.as_deref() {
-        return boot_uefi(disks, di, c, efi, &[], &cmdline, rsdp);
+        return boot_uefi(disks, di, c, efi, &[], &ucs2z(&cmdline), rsdp);
     }
     let Some(kernel) = c.entry.linux.as_deref() else {
         return Err("entry has neither `linux` nor `efi`".into());
@@ -330,10 +331,58 @@ fn boot_entry(
     let mut fs = mount(&disk.dev, &c.source.part)?;
     if mode == Mode::Uefi && has_efi_stub(&mut fs, kernel) {
         drop(fs);
-        return boot_uefi(disks, di, c, kernel, &c.entry.initrd, &cmdline, rsdp);
+        return boot_uefi(
+            disks,
+            di,
+            c,
+            kernel,
+            &c.entry.initrd,
+            &ucs2z(&cmdline),
+            rsdp,
+        );
     }
     linux::boot(&mut fs, kernel, &c.entry.initrd, &cmdline, rsdp)
 }
+
+/// A command line as UEFI load options: UCS-2 with a terminating NUL; empty
+/// stays empty.
+pub fn ucs2z(s: &str) -> Vec<u8> {
+    if s.is_empty() {
+        return Vec::new();
+    }
+    s.encode_utf16()
+        .chain(core::iter::once(0))
+        .flat_map(u16::to_le_bytes)
+        .collect()
+}
+
+/// Start a file named by a boot option: `path` on partition `part` of disk
+/// `di`, with the option's optional data as load options. Returns only on
+/// failure.
+pub fn boot_file(
+    disks: &[Disk],
+    di: usize,
+    part: &Partition,
+    path: &str,
+    options: &[u8],
+    rsdp: u64,
+) -> Result<Infallible, String> {
+    let c = Candidate {
+        entry: Entry {
+            id: path.into(),
+            ..Entry::default()
+        },
+        source: Source {
+            part: part.clone(),
+            role: "boot option",
+        },
+    };
+    boot_uefi(disks, di, &c, path, &[], options, rsdp)
+}
+
+/// The removable-media path on a partition, for options naming only a
+/// partition.
+pub const REMOVABLE_PATH: &str = FALLBACK;
 
 /// Whether the kernel image is also a PE image (an EFI stub).
 fn has_efi_stub(fs: &mut FileSystem<Slice<SharedDisk>>, path: &str) -> bool {
@@ -354,7 +403,7 @@ fn boot_uefi(
     c: &Candidate,
     path: &str,
     initrds: &[String],
-    cmdline: &str,
+    options: &[u8],
     rsdp: u64,
 ) -> Result<Infallible, String> {
     crate::efi::init(disks, rsdp).map_err(|e| format!("cannot start the UEFI layer: {e}"))?;
@@ -365,7 +414,7 @@ fn boot_uefi(
         Some(sfs) => crate::efi::initrd::offer(sfs, initrds),
         None => None,
     };
-    let r = crate::efi::start_file(di, first, path, cmdline);
+    let r = crate::efi::start_file(di, first, path, options);
     if let Some(h) = offered {
         crate::efi::initrd::withdraw(h);
     }

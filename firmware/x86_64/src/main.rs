@@ -8,6 +8,7 @@ extern crate alloc;
 mod acpi;
 mod arch;
 mod boot;
+mod bootmgr;
 mod chipset;
 mod console;
 mod devices;
@@ -147,7 +148,7 @@ extern "C" fn rust_start(info_addr: u64, source: u64) -> ! {
     if let Some(f) = fw.as_mut() {
         platform::apply_bootorder(f, &mut disks);
     }
-    boot::run(&mut disks, platform.rsdp, &cmdline, mode);
+    bootmgr::run(&mut disks, platform.rsdp, &cmdline, mode);
     log::error!("Ember: nothing bootable on {} disk(s)", disks.len());
     power::on_failure(pvh::cmdline_value(&cmdline, "ember.on_failure"))
 }

@@ -242,7 +242,8 @@ pub struct PartHandle {
 
 pub static PARTS: Mutex<Vec<PartHandle>> = Mutex::new(Vec::new());
 
-fn base_path(loc: crate::devices::Location) -> Vec<u8> {
+/// A disk's device path: where its controller sits.
+pub fn base_path(loc: crate::devices::Location) -> Vec<u8> {
     use ember_uefi_data::devpath as dp;
     let mut nodes: Vec<Vec<u8>> = Vec::new();
     match loc {
@@ -685,7 +686,7 @@ pub fn start_file(
     disk: usize,
     first_lba: u64,
     path: &str,
-    options: &str,
+    options: &[u8],
 ) -> Result<Status, alloc::string::String> {
     use ember_uefi_data::devpath as dp;
     let (part_h, part_path) = {
@@ -717,9 +718,8 @@ pub fn start_file(
         ));
     }
     if !options.is_empty() {
-        let opts: Vec<u16> = options.encode_utf16().chain(core::iter::once(0)).collect();
-        let bytes = opts.len() * 2;
-        let leaked = alloc::boxed::Box::leak(opts.into_boxed_slice());
+        let bytes = options.len();
+        let leaked = alloc::boxed::Box::leak(options.to_vec().into_boxed_slice());
         if let Some(h) = handle_of(child) {
             with(|e| {
                 if let Some(img) = e.images.get(&h.raw()) {
@@ -733,19 +733,36 @@ pub fn start_file(
         }
     }
     platform::publish_memory_attributes();
-    log::info!(
-        "UEFI: starting {path}{}{options}",
-        if options.is_empty() {
-            ""
-        } else {
-            " with options: "
-        }
-    );
+    if options.is_empty() {
+        log::info!("UEFI: starting {path}");
+    } else {
+        log::info!(
+            "UEFI: starting {path} with options: {}",
+            options_text(options)
+        );
+    }
     Ok(image::start_image(
         child,
         core::ptr::null_mut(),
         core::ptr::null_mut(),
     ))
+}
+
+/// Load options for the console: UCS-2 text when they look like it (what
+/// loaders and efibootmgr -u pass), else their size.
+pub fn options_text(o: &[u8]) -> alloc::string::String {
+    let units: Vec<u16> = o
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .take_while(|&u| u != 0)
+        .collect();
+    let text = alloc::string::String::from_utf16(&units)
+        .ok()
+        .filter(|t| t.chars().all(|c| !c.is_control()));
+    match text {
+        Some(t) if o.len().is_multiple_of(2) => t,
+        _ => alloc::format!("{} bytes of binary data", o.len()),
+    }
 }
 
 /// A readable name for an EFI status.

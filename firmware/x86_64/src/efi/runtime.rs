@@ -60,6 +60,9 @@ static PERSIST: Mutex<Option<Store<Pflash>>> = Mutex::new(None);
 const RUNTIME_HEAP_PAGES: u64 = 1024;
 
 pub fn init() {
+    if VARS.lock().is_some() {
+        return;
+    }
     if !crate::memory::init_runtime_heap(RUNTIME_HEAP_PAGES) {
         log::warn!("UEFI variables: no room for the runtime heap");
     }
@@ -499,13 +502,19 @@ pub extern "efiapi" fn set_variable(
         // SAFETY: the caller's buffer of `size` bytes.
         unsafe { core::slice::from_raw_parts(data as *const u8, size) }
     };
+    set_units(n, &g, attrs, d)
+}
+
+/// SetVariable's work, for the service and for Ember itself: the change
+/// in memory, mirrored to the flash when there is one.
+fn set_units(n: &[u16], g: &VGuid, attrs: u32, d: &[u8]) -> Status {
     let mut vars = VARS.lock();
     let Some(store) = vars.as_mut() else {
         return Status::DEVICE_ERROR;
     };
     if PERSIST.lock().is_none() {
         // No flash: memory is the whole store.
-        return match store.set(n, &g, attrs, d) {
+        return match store.set(n, g, attrs, d) {
             Ok(()) => Status::SUCCESS,
             Err(e) => Status::from_usize(e.efi_status()),
         };
@@ -513,18 +522,18 @@ pub extern "efiapi" fn set_variable(
     // With flash, the old and new values are needed to mirror the change
     // (and to undo it if the flash refuses).
     let before = store
-        .get(n, &g, usize::MAX)
+        .get(n, g, usize::MAX)
         .ok()
         .map(|(a, v)| (a, v.to_vec()));
-    if let Err(e) = store.set(n, &g, attrs, d) {
+    if let Err(e) = store.set(n, g, attrs, d) {
         return Status::from_usize(e.efi_status());
     }
     let now = store
-        .get(n, &g, usize::MAX)
+        .get(n, g, usize::MAX)
         .ok()
         .map(|(a, v)| (a, v.to_vec()));
     let was_nv = before.as_ref().is_some_and(|(a, _)| a & NON_VOLATILE != 0);
-    match persist(n, &g, was_nv, now) {
+    match persist(n, g, was_nv, now) {
         Ok(()) => Status::SUCCESS,
         Err(e) => {
             // The flash did not take it: undo the change in memory so the
@@ -534,8 +543,8 @@ pub extern "efiapi" fn set_variable(
                 String::from_utf16_lossy(n)
             );
             let _ = match &before {
-                Some((a, v)) => store.set(n, &g, *a, v),
-                None => store.set(n, &g, 0, &[]),
+                Some((a, v)) => store.set(n, g, *a, v),
+                None => store.set(n, g, 0, &[]),
             };
             match e {
                 StoreError::Full { .. }
@@ -653,4 +662,46 @@ pub fn set_default(name: &str, g: &Guid, attrs: u32, data: &[u8]) {
             log::warn!("UEFI: variable {name}: {e}");
         }
     }
+}
+
+/// A variable's attributes and value, for Ember's own use (the boot manager).
+pub fn read(name: &str, g: &Guid) -> Option<(u32, Vec<u8>)> {
+    let units: Vec<u16> = name.encode_utf16().collect();
+    let vars = VARS.lock();
+    vars.as_ref()?
+        .get(&units, &VGuid(*g.as_bytes()), usize::MAX)
+        .ok()
+        .map(|(a, d)| (a, d.to_vec()))
+}
+
+/// Set (or, with empty `data`, delete) a variable on Ember's behalf, under
+/// the same rules as SetVariable and mirrored to the flash like it.
+pub fn write(name: &str, g: &Guid, attrs: u32, data: &[u8]) -> Status {
+    let _rt = crate::memory::RuntimeHeap::enter();
+    let units: Vec<u16> = name.encode_utf16().collect();
+    set_units(&units, &VGuid(*g.as_bytes()), attrs, data)
+}
+
+/// The names of every variable under `g`.
+pub fn names(g: &Guid) -> Vec<String> {
+    let want = VGuid(*g.as_bytes());
+    let vars = VARS.lock();
+    let Some(store) = vars.as_ref() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut prev: Vec<u16> = Vec::new();
+    let mut prev_g = want;
+    // Bounded: the store cannot hold more names than this.
+    for _ in 0..100_000 {
+        let Ok((n, ng)) = store.next_name(&prev, &prev_g, usize::MAX) else {
+            break;
+        };
+        if ng == want {
+            out.push(String::from_utf16_lossy(n));
+        }
+        prev = n.to_vec();
+        prev_g = ng;
+    }
+    out
 }
