@@ -119,6 +119,10 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
     let (v_pass, v_fail) = crate::varcrash::test(opts.filter.as_deref(), &art)?;
     tally.passed += v_pass;
     tally.failed += v_fail;
+    // The same without a variable flash: the store file on the ESP.
+    let (e_pass, e_fail) = crate::varcrash::test_esp(opts.filter.as_deref())?;
+    tally.passed += e_pass;
+    tally.failed += e_fail;
     // A real Debian system (debootstrap, systemd, shim + GRUB, ext4 root by
     // UUID): efibootmgr and BootNext from Linux, variables across runs,
     // systemd-analyze. OVMF proves the test itself; both run side by side.
@@ -255,7 +259,9 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
         }
     }
     if cases.is_empty() {
-        if efi_pass + efi_fail + a_pass + a_fail + v_pass + v_fail > 0 || !debian.is_empty() {
+        if efi_pass + efi_fail + a_pass + a_fail + v_pass + v_fail + e_pass + e_fail > 0
+            || !debian.is_empty()
+        {
             return Ok(()); // the filter selected only conformance/attack cases
         }
         return Err("no boot case matches the filter".into());

@@ -105,11 +105,9 @@ fn last_round(log: &str) -> Option<u64> {
 }
 
 /// Run one stress boot and kill it `delay` after its first write.
-fn stress_once(vars: &Path, disk: &Path, log: &Path, delay: Duration) -> Result<Option<u64>> {
+fn stress_once(mut cmd: Command, log: &Path, delay: Duration) -> Result<Option<u64>> {
     let _ = std::fs::remove_file(log);
-    let mut child = command(vars, disk, log)
-        .spawn()
-        .map_err(|e| format!("qemu: {e}"))?;
+    let mut child = cmd.spawn().map_err(|e| format!("qemu: {e}"))?;
     let start = Instant::now();
     let mut first: Option<Instant> = None;
     loop {
@@ -168,7 +166,7 @@ pub fn test(filter: Option<&str>, art: &Artifacts) -> Result<(usize, usize)> {
         // Between 0.05 and 4 s of writing: some cuts land in compactions.
         let delay = Duration::from_millis(50 + rng.next() % 3950);
         let log = dir.join(format!("stress-{i}.log"));
-        match stress_once(&vars, &stress[0], &log, delay) {
+        match stress_once(command(&vars, &stress[0], &log), &log, delay) {
             Ok(r) => rounds.push(r.unwrap_or(0)),
             Err(e) => {
                 println!("FAIL {name}: kill {i}: {e}");
@@ -238,10 +236,12 @@ pub fn test(filter: Option<&str>, art: &Artifacts) -> Result<(usize, usize)> {
 
 /// Boot until the VM powers off (or 300 s); returns the serial log.
 fn qemu_run(vars: &Path, disk: &Path, log: &Path) -> Result<String> {
+    run_until_exit(command(vars, disk, log), log)
+}
+
+fn run_until_exit(mut cmd: Command, log: &Path) -> Result<String> {
     let _ = std::fs::remove_file(log);
-    let mut child = command(vars, disk, log)
-        .spawn()
-        .map_err(|e| format!("qemu: {e}"))?;
+    let mut child = cmd.spawn().map_err(|e| format!("qemu: {e}"))?;
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(300) {
         if let Ok(Some(_)) = child.try_wait() {
@@ -252,4 +252,131 @@ fn qemu_run(vars: &Path, disk: &Path, log: &Path) -> Result<String> {
     let _ = child.kill();
     let _ = child.wait();
     Ok(std::fs::read_to_string(log).unwrap_or_default())
+}
+
+/// Kills during variable writes where there is no variable flash: microvm
+/// with Ember as PVH `-kernel`, the store in `/EFI/ember/nvvars.bin` on the
+/// ESP of a writable disk. The check runs from another disk, with the store
+/// file copied over by mtools (the file is all the state there is).
+pub fn test_esp(filter: Option<&str>) -> Result<(usize, usize)> {
+    let name = "var-crash-esp/microvm";
+    if filter.is_some_and(|f| !name.contains(f)) {
+        return Ok((0, 0));
+    }
+    let app = crate::efiapp::build()?;
+    let stress = app_disk("var-esp-stress", "var-stress", &app)?;
+    let check = app_disk("var-esp-check", "var-check", &app)?;
+    let dir = guest_dir().join("varcrash-esp");
+    mkdirs(&dir)?;
+    // Writable copies: the store lives on these disks.
+    let (sd, cd) = (dir.join("stress.img"), dir.join("check.img"));
+    std::fs::copy(&stress[0], &sd).map_err(|e| format!("copy {}: {e}", stress[0].display()))?;
+    std::fs::copy(&check[0], &cd).map_err(|e| format!("copy {}: {e}", check[0].display()))?;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    let mut rng = Rng(seed);
+    let t0 = Instant::now();
+    let mut rounds = Vec::new();
+    for i in 0..ESP_KILLS {
+        let delay = Duration::from_millis(50 + rng.next() % 3950);
+        let log = dir.join(format!("stress-{i}.log"));
+        match stress_once(microvm_command(&sd, &log), &log, delay) {
+            Ok(r) => rounds.push(r.unwrap_or(0)),
+            Err(e) => {
+                println!("FAIL {name}: kill {i}: {e}");
+                return Ok((0, 1));
+            }
+        }
+    }
+    let first_log = std::fs::read_to_string(dir.join("stress-0.log")).unwrap_or_default();
+    let created = first_log.contains("UEFI variables: created /EFI/ember/nvvars.bin");
+    // The store file moves to the check disk.
+    let store = dir.join("nvvars.bin");
+    let _ = std::fs::remove_file(&store);
+    let esp = |img: &Path| format!("{}@@{}", img.display(), 1024 * 1024);
+    crate::util::run(
+        tool("mcopy")
+            .arg("-i")
+            .arg(esp(&sd))
+            .arg("::/EFI/ember/nvvars.bin")
+            .arg(&store),
+    )?;
+    let _ = crate::util::run(tool("mmd").arg("-i").arg(esp(&cd)).arg("::/EFI/ember"));
+    crate::util::run(
+        tool("mcopy")
+            .arg("-o")
+            .arg("-i")
+            .arg(esp(&cd))
+            .arg(&store)
+            .arg("::/EFI/ember/nvvars.bin"),
+    )?;
+    let log = dir.join("check.log");
+    let out = run_until_exit(microvm_command(&cd, &log), &log)?;
+    let verdict = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("VARCHECK ").map(str::to_string));
+    let store_line = out
+        .lines()
+        .find(|l| l.contains("UEFI variables: /EFI/ember/nvvars.bin on"))
+        .map(|l| l.trim().to_string());
+    let ok =
+        created && verdict.as_deref().is_some_and(|v| v.starts_with("ok")) && store_line.is_some();
+    let summary = format!(
+        "{ESP_KILLS} kills (seed {seed:#x}, last rounds {rounds:?}); store file {}; read back: {}; {}",
+        if created { "created on the first boot" } else { "NOT created on the first boot" },
+        verdict.as_deref().unwrap_or("no VARCHECK line"),
+        store_line.as_deref().unwrap_or("no store line")
+    );
+    if ok {
+        println!(
+            "PASS {name:<24} wall {:6.1}s  {summary}",
+            t0.elapsed().as_secs_f64()
+        );
+        Ok((1, 0))
+    } else {
+        println!(
+            "FAIL {name}: {summary}\n  --- check log ---\n{}",
+            crate::util::tail(&out, 30)
+        );
+        Ok((0, 1))
+    }
+}
+
+/// Fewer than on flash: each microvm run also pays for a cold start.
+const ESP_KILLS: usize = 8;
+
+/// microvm, Ember as the PVH `-kernel`, `disk` writable (no snapshot).
+fn microvm_command(disk: &Path, log: &Path) -> Command {
+    let mut c = tool("qemu-system-x86_64");
+    c.args([
+        "-machine",
+        "microvm,accel=tcg,x-option-roms=off,isa-serial=on",
+        "-global",
+        "virtio-mmio.force-legacy=off",
+        "-cpu",
+        "max",
+        "-m",
+        "1G",
+        "-smp",
+        "1",
+        "-nographic",
+        "-no-reboot",
+        "-nic",
+        "none",
+        "-monitor",
+        "none",
+    ])
+    .arg("-kernel")
+    .arg(crate::firmware::dist_elf())
+    .arg("-drive")
+    .arg(format!("file={},format=raw,if=none,id=d0", disk.display()))
+    .args(["-device", "virtio-blk-device,drive=d0"])
+    .arg("-serial")
+    .arg(format!("file:{}", log.display()));
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
 }

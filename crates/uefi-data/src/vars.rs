@@ -190,6 +190,15 @@ impl VarStore {
         self.used
     }
 
+    /// Every non-volatile variable, read-only ones included: (name, GUID,
+    /// attributes, data). For mirroring the store to a newly attached medium.
+    pub fn iter_non_volatile(&self) -> impl Iterator<Item = (&[u16], &Guid, u32, &[u8])> + '_ {
+        self.vars
+            .iter()
+            .filter(|(_, v)| v.attrs & NON_VOLATILE != 0)
+            .map(|((n, g), v)| (n.as_slice(), g, v.attrs, v.data.as_slice()))
+    }
+
     fn visible(&self, v: &Var) -> bool {
         !self.runtime || v.attrs & RUNTIME_ACCESS != 0
     }

@@ -286,6 +286,9 @@ pub fn run(disks: &mut [Disk], rsdp: u64, cmdline: &str, mode: Mode) {
     crate::efi::loader_vars::mark_init();
     let t0 = time::since_start_us();
     runtime::init();
+    // No variable flash: an existing store file on an ESP (created only if
+    // Ember starts a UEFI image: efi::init).
+    runtime::attach_esp(disks, false);
     let media = media(disks);
     let mut opts = load();
     reconcile(&mut opts, &media);

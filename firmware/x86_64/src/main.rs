@@ -13,6 +13,7 @@ mod chipset;
 mod console;
 mod devices;
 mod efi;
+mod espvars;
 mod flash;
 mod fwcfg;
 mod linux;

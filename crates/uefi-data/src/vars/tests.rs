@@ -366,3 +366,22 @@ fn names_from_caller_buffers() {
         Err(VarError::InvalidParameter(_))
     ));
 }
+
+#[test]
+fn non_volatile_iteration_skips_volatile_variables() {
+    let mut s = store();
+    s.set(&u("BootOrder"), &G, NV | BS | RT, &[1, 0]).unwrap();
+    s.set(&u("BootCurrent"), &G, BS | RT, &[1, 0]).unwrap();
+    s.set(&u("Mine"), &OTHER, NV | BS, &[9]).unwrap();
+    let got: Vec<(String, u32, Vec<u8>)> = s
+        .iter_non_volatile()
+        .map(|(n, _, a, d)| (String::from_utf16_lossy(n), a, d.to_vec()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("BootOrder".into(), NV | BS | RT, vec![1, 0]),
+            ("Mine".into(), NV | BS, vec![9]),
+        ]
+    );
+}

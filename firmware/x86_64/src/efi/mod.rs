@@ -284,6 +284,9 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
     )
     .ok_or("no memory for the boot services table")?;
     runtime::init();
+    // Without a variable flash, the store goes in a file on an ESP: created
+    // now if needed, before the ESPs are mounted for loaders.
+    runtime::attach_esp(disks, true);
     // Ember's own image becomes runtime memory: its runtime services run
     // from there after ExitBootServices.
     extern "C" {

@@ -51,8 +51,43 @@ pub const SUPPORTED_AT_RUNTIME: u32 = efi::RT_SUPPORTED_GET_TIME
     | efi::RT_SUPPORTED_SET_VARIABLE
     | efi::RT_SUPPORTED_QUERY_VARIABLE_INFO;
 
-/// The persistent store, when Ember found its variable flash.
-static PERSIST: Mutex<Option<Store<Pflash>>> = Mutex::new(None);
+/// Where non-volatile variables are kept.
+pub enum Medium {
+    /// The pflash variable volume (unit 1).
+    Flash(Pflash),
+    /// A file on the ESP, while boot services run (`espvars`).
+    File(alloc::boxed::Box<crate::espvars::EspFile>),
+}
+
+impl Flash for Medium {
+    fn len(&self) -> u32 {
+        match self {
+            Medium::Flash(f) => f.len(),
+            Medium::File(f) => f.len(),
+        }
+    }
+    fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), ember_varstore::FlashError> {
+        match self {
+            Medium::Flash(f) => f.read(offset, buf),
+            Medium::File(f) => f.read(offset, buf),
+        }
+    }
+    fn program(&mut self, offset: u32, data: &[u8]) -> Result<(), ember_varstore::FlashError> {
+        match self {
+            Medium::Flash(f) => f.program(offset, data),
+            Medium::File(f) => f.program(offset, data),
+        }
+    }
+    fn erase(&mut self, block: u32) -> Result<(), ember_varstore::FlashError> {
+        match self {
+            Medium::Flash(f) => f.erase(block),
+            Medium::File(f) => f.erase(block),
+        }
+    }
+}
+
+/// The persistent store, when Ember found a variable flash or an ESP.
+static PERSIST: Mutex<Option<Store<Medium>>> = Mutex::new(None);
 
 /// The runtime heap: what the variable stores keep must outlive boot
 /// services (the flash store reads its active bank, up to 270 KiB, and a
@@ -75,13 +110,13 @@ pub fn init() {
 /// Open the variable flash and load its variables into `vars`.
 fn open_persistent(vars: &mut VarStore) {
     if !crate::platform::as_firmware() {
-        log::info!("UEFI variables: volatile (Ember was not started from flash)");
+        log::debug!("UEFI variables: no variable flash (Ember was not started from flash)");
         return;
     }
     // SAFETY: Ember started from its flash image at the top of 4 GiB on a
     // QEMU PC machine (as_firmware), where the range below is pflash or unclaimed.
     let Some(flash) = (unsafe { Pflash::probe() }) else {
-        log::info!("UEFI variables: volatile (no variable flash: give one as pflash unit 1)");
+        log::debug!("UEFI variables: no variable flash (pflash unit 1)");
         return;
     };
     let (base, len) = (flash.base(), flash.len());
@@ -92,20 +127,11 @@ fn open_persistent(vars: &mut VarStore) {
         ember_mem::MemKind::Allocated(11),
     );
     let t0 = crate::time::now_ns();
-    match Store::open(flash, StoreConfig::default()) {
+    match Store::open(Medium::Flash(flash), StoreConfig::default()) {
         Ok((store, report)) => {
-            let mut loaded = 0;
-            for (g, n, v) in store.iter() {
-                match vars.set(n, &VGuid(*g), v.attributes, &v.data) {
-                    Ok(()) => loaded += 1,
-                    Err(e) => log::warn!(
-                        "UEFI variables: stored variable {}: {e}; skipped",
-                        String::from_utf16_lossy(n)
-                    ),
-                }
-            }
+            let loaded = load(vars, &store);
             let ms = (crate::time::now_ns() - t0) / 1_000_000;
-            if report.is_clean() {
+            if quiet(&report) {
                 log::info!(
                     "UEFI variables: flash at {base:#x} ({} KiB), {loaded} variable(s), {ms} ms",
                     len / 1024
@@ -118,6 +144,90 @@ fn open_persistent(vars: &mut VarStore) {
         Err(e) => {
             log::error!("UEFI variables: flash at {base:#x} unusable: {e}; variables are volatile")
         }
+    }
+}
+
+/// Whether opening the store needs no warning: nothing was wrong, or the
+/// volume was blank and got its first format.
+fn quiet(r: &ember_varstore::OpenReport) -> bool {
+    r.is_clean()
+        || (matches!(r.formatted, Some(ember_varstore::FormatReason::Blank))
+            && r.issues.is_empty()
+            && r.repair_error.is_none())
+}
+
+/// Copy the stored variables into the in-memory store; returns how many.
+fn load(vars: &mut VarStore, store: &Store<Medium>) -> usize {
+    let mut loaded = 0;
+    for (g, n, v) in store.iter() {
+        match vars.set(n, &VGuid(*g), v.attributes, &v.data) {
+            Ok(()) => loaded += 1,
+            Err(e) => log::warn!(
+                "UEFI variables: stored variable {}: {e}; skipped",
+                String::from_utf16_lossy(n)
+            ),
+        }
+    }
+    loaded
+}
+
+/// Without a variable flash: keep non-volatile variables in a file on an
+/// ESP of `disks` (see `espvars`). The boot manager opens an existing file
+/// (`create` false: a native Linux boot never writes to the disk); the UEFI
+/// layer, before it mounts the ESPs for loaders, creates one if needed and
+/// stores what is already set (the boot manager's options).
+pub fn attach_esp(disks: &[crate::devices::Disk], create: bool) {
+    if PERSIST.lock().is_some() || at_runtime() {
+        return;
+    }
+    let _rt = crate::memory::RuntimeHeap::enter();
+    let t0 = crate::time::now_ns();
+    let Some(file) = crate::espvars::open(disks, create) else {
+        if create {
+            log::info!("UEFI variables: volatile (no variable flash and no writable ESP)");
+        }
+        return;
+    };
+    let place = file.place.clone();
+    match Store::open(
+        Medium::File(alloc::boxed::Box::new(file)),
+        StoreConfig::default(),
+    ) {
+        Ok((store, report)) => {
+            let mut store = store;
+            let mut vars = VARS.lock();
+            let Some(vars) = vars.as_mut() else { return };
+            // Variables set before the file existed (this boot's options).
+            let mut saved = 0;
+            for (n, g, a, d) in vars.iter_non_volatile() {
+                if store.get(&g.0, n).is_none() && store.set(&g.0, n, a, d).is_ok() {
+                    saved += 1;
+                }
+            }
+            let loaded = load(vars, &store);
+            if saved > 0 {
+                log::debug!(
+                    "UEFI variables: {saved} variable(s) set before the file existed stored"
+                );
+            }
+            let ms = (crate::time::now_ns() - t0) / 1_000_000;
+            if quiet(&report) {
+                log::info!(
+                    "UEFI variables: {} on {place}, {loaded} variable(s), {ms} ms; kept until ExitBootServices, later changes until reset",
+                    crate::espvars::PATH
+                );
+            } else {
+                log::warn!(
+                    "UEFI variables: {} on {place} recovered: {report}; {loaded} variable(s)",
+                    crate::espvars::PATH
+                );
+            }
+            *PERSIST.lock() = Some(store);
+        }
+        Err(e) => log::error!(
+            "UEFI variables: {} on {place} unusable: {e}; variables are volatile",
+            crate::espvars::PATH
+        ),
     }
 }
 
@@ -139,6 +249,14 @@ fn persist(
 
 /// Switch to the after-ExitBootServices rules.
 pub fn enter_runtime() {
+    // The disk is the OS's now: an ESP-file store stops here, and changes
+    // from now on last until reset.
+    let mut p = PERSIST.lock();
+    if matches!(p.as_ref().map(|s| s.flash()), Some(Medium::File(_))) {
+        *p = None;
+        log::info!("UEFI variables: ESP file closed; from now on changes last until reset");
+    }
+    drop(p);
     crate::memory::RuntimeHeap::forever();
     if let Some(v) = VARS.lock().as_mut() {
         v.exit_boot_services();
