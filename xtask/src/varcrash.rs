@@ -155,25 +155,14 @@ pub fn test(filter: Option<&str>, art: &Artifacts) -> Result<(usize, usize)> {
     mkdirs(&dir)?;
     let vars = dir.join("vars.fd");
     std::fs::copy(dist_vars(), &vars).map_err(|e| format!("copy vars template: {e}"))?;
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
-    let mut rng = Rng(seed);
     let t0 = Instant::now();
-    let mut rounds = Vec::new();
-    for i in 0..KILLS {
-        // Between 0.05 and 4 s of writing: some cuts land in compactions.
-        let delay = Duration::from_millis(50 + rng.next() % 3950);
-        let log = dir.join(format!("stress-{i}.log"));
-        match stress_once(command(&vars, &stress[0], &log), &log, delay) {
-            Ok(r) => rounds.push(r.unwrap_or(0)),
-            Err(e) => {
-                println!("FAIL {name}: kill {i}: {e}");
-                return Ok((0, 1));
-            }
+    let (seed, rounds) = match kill_rounds(KILLS, &dir, |log| command(&vars, &stress[0], log)) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("FAIL {name}: {e}");
+            return Ok((0, 1));
         }
-    }
+    };
     // Read back: Ember must open (and if needed repair) the store, and
     // every variable must be whole.
     let log = dir.join("check.log");
@@ -219,18 +208,54 @@ pub fn test(filter: Option<&str>, art: &Artifacts) -> Result<(usize, usize)> {
         efivar[0],
         efivar[1]
     );
+    Ok(verdict_line(name, ok, t0, &summary, &out))
+}
+
+/// `kills` stress runs, each SIGKILLed at a random moment (seeded; the seed
+/// is returned for the report) between 0.05 and 4 s after its first write,
+/// so some cuts land in compactions. Returns the seed and the last round
+/// each run reported.
+fn kill_rounds(
+    kills: usize,
+    dir: &Path,
+    cmd: impl Fn(&Path) -> Command,
+) -> Result<(u64, Vec<u64>)> {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    let mut rng = Rng(seed);
+    let mut rounds = Vec::new();
+    for i in 0..kills {
+        let delay = Duration::from_millis(50 + rng.next() % 3950);
+        let log = dir.join(format!("stress-{i}.log"));
+        let r = stress_once(cmd(&log), &log, delay).map_err(|e| format!("kill {i}: {e}"))?;
+        rounds.push(r.unwrap_or(0));
+    }
+    Ok((seed, rounds))
+}
+
+/// Print the case's PASS or FAIL line (with the check log's tail on
+/// failure); returns (passed, failed).
+fn verdict_line(
+    name: &str,
+    ok: bool,
+    t0: Instant,
+    summary: &str,
+    check_log: &str,
+) -> (usize, usize) {
     if ok {
         println!(
             "PASS {name:<24} wall {:6.1}s  {summary}",
             t0.elapsed().as_secs_f64()
         );
-        Ok((1, 0))
+        (1, 0)
     } else {
         println!(
             "FAIL {name}: {summary}\n  --- check log ---\n{}",
-            crate::util::tail(&out, 30)
+            crate::util::tail(check_log, 30)
         );
-        Ok((0, 1))
+        (0, 1)
     }
 }
 
@@ -272,24 +297,14 @@ pub fn test_esp(filter: Option<&str>) -> Result<(usize, usize)> {
     let (sd, cd) = (dir.join("stress.img"), dir.join("check.img"));
     std::fs::copy(&stress[0], &sd).map_err(|e| format!("copy {}: {e}", stress[0].display()))?;
     std::fs::copy(&check[0], &cd).map_err(|e| format!("copy {}: {e}", check[0].display()))?;
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
-    let mut rng = Rng(seed);
     let t0 = Instant::now();
-    let mut rounds = Vec::new();
-    for i in 0..ESP_KILLS {
-        let delay = Duration::from_millis(50 + rng.next() % 3950);
-        let log = dir.join(format!("stress-{i}.log"));
-        match stress_once(microvm_command(&sd, &log), &log, delay) {
-            Ok(r) => rounds.push(r.unwrap_or(0)),
-            Err(e) => {
-                println!("FAIL {name}: kill {i}: {e}");
-                return Ok((0, 1));
-            }
+    let (seed, rounds) = match kill_rounds(ESP_KILLS, &dir, |log| microvm_command(&sd, log)) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("FAIL {name}: {e}");
+            return Ok((0, 1));
         }
-    }
+    };
     let first_log = std::fs::read_to_string(dir.join("stress-0.log")).unwrap_or_default();
     let created = first_log.contains("UEFI variables: created /EFI/ember/nvvars.bin");
     // The store file moves to the check disk.
@@ -329,19 +344,7 @@ pub fn test_esp(filter: Option<&str>) -> Result<(usize, usize)> {
         verdict.as_deref().unwrap_or("no VARCHECK line"),
         store_line.as_deref().unwrap_or("no store line")
     );
-    if ok {
-        println!(
-            "PASS {name:<24} wall {:6.1}s  {summary}",
-            t0.elapsed().as_secs_f64()
-        );
-        Ok((1, 0))
-    } else {
-        println!(
-            "FAIL {name}: {summary}\n  --- check log ---\n{}",
-            crate::util::tail(&out, 30)
-        );
-        Ok((0, 1))
-    }
+    Ok(verdict_line(name, ok, t0, &summary, &out))
 }
 
 /// Fewer than on flash: each microvm run also pays for a cold start.

@@ -22,15 +22,7 @@ use ember_uefi_data::loadopt::{boot_variable_name, parse_boot_order, LoadOption}
 use ember_uefi_data::vars::{BOOTSERVICE_ACCESS as BS, NON_VOLATILE as NV, RUNTIME_ACCESS as RT};
 use r_efi::efi::{Guid, Status};
 
-/// EFI_GLOBAL_VARIABLE (8BE4DF61-93CA-11D2-AA0D-00E098032B8C).
-const GLOBAL: Guid = Guid::from_fields(
-    0x8be4df61,
-    0x93ca,
-    0x11d2,
-    0xaa,
-    0x0d,
-    &[0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c],
-);
+const GLOBAL: Guid = crate::efi::platform::GLOBAL_VARIABLE;
 
 /// `Timeout` value meaning "wait for the user".
 const WAIT_FOREVER: u16 = 0xffff;

@@ -117,20 +117,23 @@ pub fn smbios_tables() -> Vec<(Guid, u64)> {
     out
 }
 
+/// EFI_GLOBAL_VARIABLE (8BE4DF61-93CA-11D2-AA0D-00E098032B8C): the vendor
+/// GUID of the spec's own variables.
+pub const GLOBAL_VARIABLE: Guid = Guid::from_fields(
+    0x8be4df61,
+    0x93ca,
+    0x11d2,
+    0xaa,
+    0x0d,
+    &[0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c],
+);
+
 /// The global variables every UEFI firmware defines (UEFI spec 3.3).
 pub fn standard_variables() {
     use ember_uefi_data::vars::{
         BOOTSERVICE_ACCESS as BS, NON_VOLATILE as NV, RUNTIME_ACCESS as RT,
     };
-    // EFI_GLOBAL_VARIABLE (8BE4DF61-93CA-11D2-AA0D-00E098032B8C).
-    let g = Guid::from_fields(
-        0x8be4df61,
-        0x93ca,
-        0x11d2,
-        0xaa,
-        0x0d,
-        &[0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c],
-    );
+    let g = GLOBAL_VARIABLE;
     // Read-only: what the platform supports.
     runtime::set_read_only("PlatformLangCodes", &g, BS | RT, b"en-US\0");
     runtime::set_read_only("LangCodes", &g, BS | RT, b"eng\0");
