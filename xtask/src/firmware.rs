@@ -1,4 +1,5 @@
-//! `cargo xtask build`: the Ember PVH ELF for x86_64-unknown-none.
+//! `cargo xtask build`: the Ember PVH ELF for x86_64-unknown-none and the
+//! images cut from it; then the aarch64 image (aarch64.rs).
 
 use crate::util::{cargo, cargo_target_dir, copy, mkdirs, output, run, target_dir, write, Result};
 use std::path::PathBuf;
@@ -74,5 +75,7 @@ pub fn build() -> Result<PathBuf> {
             bytes.len() as f64 / 1024.0
         );
     }
+    // And the aarch64 flash image for QEMU virt.
+    crate::aarch64::build()?;
     Ok(dist)
 }

@@ -56,8 +56,10 @@ fn le(b: &[u8], off: usize, n: usize) -> Result<u64> {
     Ok(s.iter().rev().fold(0u64, |a, &x| a << 8 | u64::from(x)))
 }
 
-/// Lay out the PT_LOAD segments of a 64-bit little-endian ELF.
-pub fn load_image(elf: &[u8]) -> Result<LoadImage> {
+/// The bytes a 64-bit little-endian ELF's PT_LOAD segments put in memory,
+/// by physical (load) address, from the lowest one; segments at or above
+/// `limit` are left out (e.g. RAM-only ones of a flash image).
+pub fn flatten(elf: &[u8], limit: u64) -> Result<(u64, Vec<u8>)> {
     if elf.get(..4) != Some(b"\x7fELF") || elf.get(4) != Some(&2) || elf.get(5) != Some(&1) {
         return Err("not a 64-bit little-endian ELF".into());
     }
@@ -71,7 +73,9 @@ pub fn load_image(elf: &[u8]) -> Result<LoadImage> {
             continue; // not PT_LOAD
         }
         let (off, paddr, filesz) = (le(elf, p + 8, 8)?, le(elf, p + 24, 8)?, le(elf, p + 32, 8)?);
-        segs.push((off as usize, paddr, filesz as usize));
+        if filesz > 0 && paddr < limit {
+            segs.push((off as usize, paddr, filesz as usize));
+        }
     }
     let base = segs
         .iter()
@@ -87,6 +91,12 @@ pub fn load_image(elf: &[u8]) -> Result<LoadImage> {
         let at = (paddr - base) as usize;
         bytes[at..at + filesz].copy_from_slice(src);
     }
+    Ok((base, bytes))
+}
+
+/// Lay out the PT_LOAD segments of a 64-bit little-endian ELF.
+pub fn load_image(elf: &[u8]) -> Result<LoadImage> {
+    let (base, mut bytes) = flatten(elf, u64::MAX)?;
     let header = Header::read_from_prefix(&bytes)
         .map_err(|_| "image too small for Ember's header")?
         .0;

@@ -1,5 +1,6 @@
 //! `cargo xtask`: Ember's build, guest-image, QEMU and test driver.
 
+mod aarch64;
 mod attack;
 mod bench;
 mod coverage;

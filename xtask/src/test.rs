@@ -108,6 +108,11 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
     let (a_pass, a_fail) = crate::attack::test(opts.filter.as_deref(), &fw)?;
     tally.passed += a_pass;
     tally.failed += a_fail;
+    // aarch64: the entry touches no memory before the MMU is on; the image
+    // boots on QEMU virt with MMU, caches and WXN on.
+    let (arm_pass, arm_fail) = crate::aarch64::test(opts.filter.as_deref())?;
+    tally.passed += arm_pass;
+    tally.failed += arm_fail;
     // Image sizes against size-budget.toml: one PASS/FAIL line.
     if crate::size::test_line() {
         tally.passed += 1;
@@ -259,7 +264,17 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
         }
     }
     if cases.is_empty() {
-        if efi_pass + efi_fail + a_pass + a_fail + v_pass + v_fail + e_pass + e_fail > 0
+        if efi_pass
+            + efi_fail
+            + a_pass
+            + a_fail
+            + arm_pass
+            + arm_fail
+            + v_pass
+            + v_fail
+            + e_pass
+            + e_fail
+            > 0
             || !debian.is_empty()
         {
             return Ok(()); // the filter selected only conformance/attack cases

@@ -5,6 +5,7 @@ use crate::util::{find_tool, is_root, run, tool, Result};
 /// (executable, Debian package providing it).
 const TOOLS: &[(&str, &str)] = &[
     ("qemu-system-x86_64", "qemu-system-x86"),
+    ("qemu-system-aarch64", "qemu-system-arm"),
     ("mkfs.fat", "dosfstools"),
     ("mcopy", "mtools"),
     ("mmd", "mtools"),

@@ -1,0 +1,222 @@
+//! Ember for aarch64: the flash image for QEMU `virt` (`-bios`), the check
+//! that its entry touches no memory before the MMU is on, and its boot test.
+
+use crate::util::{cargo, cargo_target_dir, mkdirs, output, run, target_dir, tool, write, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TARGET: &str = "aarch64-unknown-none";
+
+/// virt's flash 0, where the image lives (RAM-only segments are left out).
+const FLASH_LEN: u64 = 64 << 20;
+
+/// Where `cargo xtask build` leaves the aarch64 flash image.
+pub fn dist_bin() -> PathBuf {
+    target_dir().join("dist").join("ember-aarch64.bin")
+}
+
+/// Build the firmware and cut the flash image (code, read-only data and
+/// the translation tables, then .data's initial contents) from the ELF.
+pub fn build() -> Result<PathBuf> {
+    let installed =
+        output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
+    if !installed.lines().any(|l| l.trim() == TARGET) {
+        run(Command::new("rustup").args(["target", "add", TARGET]))?;
+    }
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "ember-aarch64",
+        "--target",
+        TARGET,
+    ]))?;
+    let built = cargo_target_dir()
+        .join(TARGET)
+        .join("release")
+        .join("ember-aarch64");
+    let elf = std::fs::read(&built).map_err(|e| format!("read {}: {e}", built.display()))?;
+    let (base, bytes) = crate::image::flatten(&elf, FLASH_LEN)?;
+    if base != 0 {
+        return Err(format!(
+            "{}: flash image starts at {base:#x}, not 0",
+            built.display()
+        ));
+    }
+    let dist = dist_bin();
+    mkdirs(dist.parent().expect("dist has a parent"))?;
+    write(&dist, &bytes)?;
+    println!(
+        "{}: {} bytes ({:.1} KiB)",
+        dist.display(),
+        bytes.len(),
+        bytes.len() as f64 / 1024.0
+    );
+    Ok(dist)
+}
+
+/// What an instruction before the MMU is on may be. Everything else —
+/// in particular every load, store, `DC` and atomic — is refused: before
+/// the MMU is on, any data access bypasses the caches.
+fn allowed(i: u32) -> Option<&'static str> {
+    Some(match i {
+        _ if i & 0x1f80_0000 == 0x1280_0000 => "move wide (movz/movk/movn)",
+        _ if i & 0x1f00_0000 == 0x1000_0000 => "adr/adrp",
+        _ if i & 0x1f00_0000 == 0x1100_0000 => "add/sub immediate (incl. cmp)",
+        _ if i & 0x1f80_0000 == 0x1200_0000 => "logical immediate",
+        _ if i & 0x1f00_0000 == 0x0a00_0000 => "logical register (incl. mov)",
+        _ if i & 0xffd0_0000 == 0xd510_0000 => "msr/mrs system register",
+        _ if i & 0xffff_f01f == 0xd503_301f => "barrier (dsb/dmb/isb)",
+        _ if i & 0xffff_f01f == 0xd503_201f => "hint (nop/wfe)",
+        _ if i & 0xfff8_f000 == 0xd508_8000 => "tlbi",
+        _ if i & 0xff00_0010 == 0x5400_0000 => "b.cond",
+        _ if i & 0x7c00_0000 == 0x1400_0000 => "b/bl",
+        _ if i & 0x7e00_0000 == 0x3400_0000 => "cbz/cbnz",
+        _ if i & 0xfe00_0000 == 0xd600_0000 => "branch to register (br/ret/eret)",
+        _ => return None,
+    })
+}
+
+/// `msr sctlr_el1, xN`: the instruction that turns the MMU on.
+fn is_sctlr_write(i: u32) -> bool {
+    i & 0xffff_ffe0 == 0xd518_1000
+}
+
+/// Decode the image from its first instruction (the reset address) up to
+/// the SCTLR_EL1 write; every instruction must be allowed. Returns how many
+/// came before it.
+pub fn check_entry(image: &[u8]) -> Result<usize> {
+    for (n, w) in image.chunks_exact(4).enumerate() {
+        let i = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        if is_sctlr_write(i) {
+            return Ok(n);
+        }
+        if allowed(i).is_none() {
+            return Err(format!(
+                "instruction {n} (offset {:#x}) is {i:#010x}, which may access memory, before the MMU is on",
+                n * 4
+            ));
+        }
+    }
+    Err("no write of SCTLR_EL1 found: the MMU is never turned on".into())
+}
+
+fn boot(log: &Path, mem_mib: u32) -> Result<String> {
+    let _ = std::fs::remove_file(log);
+    let mut c = tool("qemu-system-aarch64");
+    c.args([
+        "-machine",
+        "virt,accel=tcg",
+        "-cpu",
+        "cortex-a57",
+        "-smp",
+        "1",
+    ])
+    .arg("-m")
+    .arg(format!("{mem_mib}M"))
+    .arg("-bios")
+    .arg(dist_bin())
+    .args([
+        "-nographic",
+        "-no-reboot",
+        "-nic",
+        "none",
+        "-monitor",
+        "none",
+    ])
+    .arg("-serial")
+    .arg(format!("file:{}", log.display()))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let mut child = c.spawn().map_err(|e| format!("qemu-system-aarch64: {e}"))?;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(std::fs::read_to_string(log).unwrap_or_default())
+}
+
+/// The entry check and the boot on `virt`; returns (passed, failed).
+pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
+    let (mut pass, mut fail) = (0, 0);
+    let want = |n: &str| filter.is_none_or(|f| n.contains(f));
+    if !want("aarch64-entry") && !want("aarch64/virt") {
+        return Ok((0, 0));
+    }
+    build()?;
+    let image =
+        std::fs::read(dist_bin()).map_err(|e| format!("read {}: {e}", dist_bin().display()))?;
+    if want("aarch64-entry") {
+        match check_entry(&image) {
+            Ok(n) => {
+                println!("PASS aarch64-entry: {n} instructions before `msr sctlr_el1`, none of them a memory access");
+                pass += 1;
+            }
+            Err(e) => {
+                println!("FAIL aarch64-entry: {e}");
+                fail += 1;
+            }
+        }
+    }
+    if want("aarch64/virt") {
+        // An unusual size, so the report cannot be right by accident.
+        let mem_mib = 1536;
+        let dir = crate::guest::guest_dir().join("logs");
+        mkdirs(&dir)?;
+        let log = dir.join("aarch64-virt.log");
+        let t0 = Instant::now();
+        let out = boot(&log, mem_mib)?;
+        let banner = out
+            .lines()
+            .find(|l| l.starts_with("Ember "))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let ok = banner.contains("MMU on caches on WXN on")
+            && out.contains(&format!("{mem_mib} MiB of RAM"))
+            && out.contains("powering off");
+        if ok {
+            println!("PASS aarch64/virt          wall {:6.1}s  {banner}; {mem_mib} MiB seen; PSCI power-off", t0.elapsed().as_secs_f64());
+            pass += 1;
+        } else {
+            println!(
+                "FAIL aarch64/virt: console:\n{}",
+                crate::util::tail(&out, 20)
+            );
+            fail += 1;
+        }
+    }
+    Ok((pass, fail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(ws: &[u32]) -> Vec<u8> {
+        ws.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn register_only_entries_pass_and_stores_do_not() {
+        // movz x1, #0xff04; msr mair_el1, x1; isb; msr sctlr_el1, x1
+        let good = words(&[0xd29fe081, 0xd518a201, 0xd5033fdf, 0xd5181001]);
+        assert_eq!(check_entry(&good), Ok(3));
+        // str x1, [x2] before the MMU is on.
+        let store = words(&[0xd29fe081, 0xf9000041, 0xd5181001]);
+        assert!(check_entry(&store).unwrap_err().contains("instruction 1"));
+        // ldr x1, [x2] (a load is a data access too), stp, dc zva.
+        for bad in [0xf9400041, 0xa9000841, 0xd50b7421] {
+            assert!(check_entry(&words(&[bad, 0xd5181001])).is_err(), "{bad:#x}");
+        }
+        // Never turning the MMU on is a failure.
+        assert!(check_entry(&words(&[0xd503201f])).is_err());
+    }
+}
