@@ -17,7 +17,96 @@ const BS_RT: u32 = efi::VARIABLE_BOOTSERVICE_ACCESS | efi::VARIABLE_RUNTIME_ACCE
 
 pub unsafe fn run() {
     time();
+    wakeup();
     variables();
+}
+
+/// Get/SetWakeupTime: arm the alarm an hour (or a minute, late in the
+/// day) ahead, read it back, disarm it.
+unsafe fn wakeup() {
+    let mut now = efi::Time::default();
+    if (rt().get_time)(&mut now, null_mut()) != efi::Status::SUCCESS {
+        check(
+            "GetWakeupTime: GetTime works first",
+            false,
+            format_args!("GetTime failed"),
+        );
+        return;
+    }
+    let mut t = now;
+    t.nanosecond = 0;
+    // Later today, so the date stays the same.
+    let today = if t.hour < 23 {
+        t.hour += 1;
+        true
+    } else if t.minute < 58 {
+        t.minute += 1;
+        true
+    } else {
+        crate::out::info(
+            "SetWakeupTime",
+            format_args!("arming skipped: 23:58 or later, the alarm would fall tomorrow"),
+        );
+        false
+    };
+    let mut en = efi::Boolean::FALSE;
+    let mut pend = efi::Boolean::FALSE;
+    let mut got = efi::Time::default();
+    if today {
+        let s = (rt().set_wakeup_time)(efi::Boolean::TRUE, &mut t);
+        expect_status(
+            "SetWakeupTime(TRUE, an hour ahead)",
+            s,
+            efi::Status::SUCCESS,
+        );
+        let s = (rt().get_wakeup_time)(&mut en, &mut pend, &mut got);
+        expect_status("GetWakeupTime after arming", s, efi::Status::SUCCESS);
+        check(
+            "GetWakeupTime reports the alarm enabled",
+            bool::from(en),
+            format_args!("disabled"),
+        );
+        expect_eq(
+            "GetWakeupTime returns the time set",
+            (
+                got.year, got.month, got.day, got.hour, got.minute, got.second,
+            ),
+            (t.year, t.month, t.day, t.hour, t.minute, t.second),
+        );
+    }
+    let s = (rt().set_wakeup_time)(efi::Boolean::FALSE, null_mut());
+    expect_status(
+        "SetWakeupTime(FALSE, NULL) disarms",
+        s,
+        efi::Status::SUCCESS,
+    );
+    let s = (rt().get_wakeup_time)(&mut en, &mut pend, &mut got);
+    expect_status("GetWakeupTime after disarming", s, efi::Status::SUCCESS);
+    check(
+        "GetWakeupTime reports the alarm disabled",
+        !bool::from(en),
+        format_args!("enabled"),
+    );
+    let s = (rt().set_wakeup_time)(efi::Boolean::TRUE, null_mut());
+    expect_status(
+        "SetWakeupTime(TRUE, NULL) is INVALID_PARAMETER",
+        s,
+        efi::Status::INVALID_PARAMETER,
+    );
+    let mut bad = now;
+    bad.month = 13;
+    let s = (rt().set_wakeup_time)(efi::Boolean::TRUE, &mut bad);
+    expect_status(
+        "SetWakeupTime with month 13 is INVALID_PARAMETER",
+        s,
+        efi::Status::INVALID_PARAMETER,
+    );
+    let s = (rt().get_wakeup_time)(null_mut(), &mut pend, &mut got);
+    expect_status(
+        "GetWakeupTime(NULL, ..) is INVALID_PARAMETER",
+        s,
+        efi::Status::INVALID_PARAMETER,
+    );
 }
 
 unsafe fn time() {

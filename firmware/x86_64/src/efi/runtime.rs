@@ -42,6 +42,8 @@ static VMAP: Mutex<VirtMap> = Mutex::new(VirtMap {
 /// What keeps working after ExitBootServices (EFI_RT_PROPERTIES_TABLE).
 pub const SUPPORTED_AT_RUNTIME: u32 = efi::RT_SUPPORTED_GET_TIME
     | efi::RT_SUPPORTED_SET_TIME
+    | efi::RT_SUPPORTED_GET_WAKEUP_TIME
+    | efi::RT_SUPPORTED_SET_WAKEUP_TIME
     | efi::RT_SUPPORTED_SET_VIRTUAL_ADDRESS_MAP
     | efi::RT_SUPPORTED_CONVERT_POINTER
     | efi::RT_SUPPORTED_GET_NEXT_HIGH_MONOTONIC_COUNT
@@ -409,6 +411,46 @@ pub extern "efiapi" fn set_time(time: *mut Time) -> Status {
     Status::SUCCESS
 }
 
+/// The wake-up time last set: the CMOS alarm holds only hour, minute and
+/// second, so the date comes from here (volatile, like the alarm's enable).
+static WAKE: Mutex<Option<Time>> = Mutex::new(None);
+
+/// CMOS register B: alarm interrupt enable; register C: alarm flag.
+const RTC_B_AIE: u8 = 0x20;
+const RTC_C_AF: u8 = 0x20;
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+fn days(y: u16, m: u8, d: u8) -> i64 {
+    let (y, m, d) = (i64::from(y), i64::from(m), i64::from(d));
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn seconds(t: &Time) -> i64 {
+    days(t.year, t.month, t.day) * 86_400
+        + i64::from(t.hour) * 3600
+        + i64::from(t.minute) * 60
+        + i64::from(t.second)
+}
+
+/// The time of day in the RTC's own format (BCD or binary, 12 or 24 h).
+fn rtc_hour(hour: u8, b: u8) -> u8 {
+    let bcd = b & 0x04 == 0;
+    if b & 0x02 != 0 {
+        return to_bcd(hour, bcd);
+    }
+    let h12 = match hour % 12 {
+        0 => 12,
+        h => h,
+    };
+    to_bcd(h12, bcd) | if hour >= 12 { 0x80 } else { 0 }
+}
+
 pub extern "efiapi" fn get_wakeup_time(
     enabled: *mut efi::Boolean,
     pending: *mut efi::Boolean,
@@ -417,12 +459,69 @@ pub extern "efiapi" fn get_wakeup_time(
     if enabled.is_null() || pending.is_null() || time.is_null() {
         return Status::INVALID_PARAMETER;
     }
-    // No wake-up source exists on these virtual machines.
-    Status::UNSUPPORTED
+    let Some(now) = read_rtc() else {
+        return Status::DEVICE_ERROR;
+    };
+    let b = cmos(0x0b);
+    let bcd = b & 0x04 == 0;
+    // Reading register C clears its flags, as a handled alarm should.
+    let fired = cmos(0x0c) & RTC_C_AF != 0;
+    let raw_hour = cmos(0x05);
+    let mut hour = from_bcd(raw_hour & 0x7f, bcd);
+    if b & 0x02 == 0 {
+        hour = hour % 12 + if raw_hour & 0x80 != 0 { 12 } else { 0 };
+    }
+    let alarm = Time {
+        hour,
+        minute: from_bcd(cmos(0x03), bcd),
+        second: from_bcd(cmos(0x01), bcd),
+        ..now
+    };
+    let t = match *WAKE.lock() {
+        Some(w) if (w.hour, w.minute, w.second) == (alarm.hour, alarm.minute, alarm.second) => w,
+        _ => alarm,
+    };
+    // SAFETY: out pointers checked above.
+    unsafe {
+        *enabled = efi::Boolean::from(b & RTC_B_AIE != 0);
+        *pending = efi::Boolean::from(fired);
+        *time = t;
+    }
+    Status::SUCCESS
 }
 
-pub extern "efiapi" fn set_wakeup_time(_enable: efi::Boolean, _time: *mut Time) -> Status {
-    Status::UNSUPPORTED
+/// Arm or disarm the CMOS alarm. The alarm matches hour, minute and second,
+/// so only a time within the next 24 hours can be honoured; a later one is
+/// UNSUPPORTED (the spec's answer for a platform that cannot wake then).
+pub extern "efiapi" fn set_wakeup_time(enable: efi::Boolean, time: *mut Time) -> Status {
+    let Some(now) = read_rtc() else {
+        return Status::DEVICE_ERROR;
+    };
+    let b = cmos(0x0b);
+    if !bool::from(enable) {
+        cmos_write(0x0b, b & !RTC_B_AIE);
+        *WAKE.lock() = None;
+        return Status::SUCCESS;
+    }
+    if time.is_null() {
+        return Status::INVALID_PARAMETER;
+    }
+    // SAFETY: the caller's EFI_TIME.
+    let t = unsafe { *time };
+    if !valid(&t) {
+        return Status::INVALID_PARAMETER;
+    }
+    let ahead = seconds(&t) - seconds(&now);
+    if !(0..=86_400).contains(&ahead) {
+        return Status::UNSUPPORTED;
+    }
+    let bcd = b & 0x04 == 0;
+    cmos_write(0x01, to_bcd(t.second, bcd));
+    cmos_write(0x03, to_bcd(t.minute, bcd));
+    cmos_write(0x05, rtc_hour(t.hour, b));
+    cmos_write(0x0b, b | RTC_B_AIE);
+    *WAKE.lock() = Some(t);
+    Status::SUCCESS
 }
 
 // ---- virtual addressing --------------------------------------------------
