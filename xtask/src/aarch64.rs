@@ -102,7 +102,26 @@ pub fn check_entry(image: &[u8]) -> Result<usize> {
     Err("no write of SCTLR_EL1 found: the MMU is never turned on".into())
 }
 
-fn boot(log: &Path, mem_mib: u32) -> Result<String> {
+/// The host's UTC date, `YYYY-MM-DD`, `secs_ago` seconds back.
+fn utc_date(secs_ago: u64) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .saturating_sub(secs_ago);
+    // Days to civil date (proleptic Gregorian), as in any libc.
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn boot(log: &Path, mem_mib: u32, disk: &Path) -> Result<String> {
     let _ = std::fs::remove_file(log);
     let mut c = tool("qemu-system-aarch64");
     c.args([
@@ -117,6 +136,12 @@ fn boot(log: &Path, mem_mib: u32) -> Result<String> {
     .arg(format!("{mem_mib}M"))
     .arg("-bios")
     .arg(dist_bin())
+    .arg("-drive")
+    .arg(format!(
+        "file={},format=raw,if=none,id=d0,snapshot=on",
+        disk.display()
+    ))
+    .args(["-device", "virtio-blk-device,drive=d0"])
     .args([
         "-nographic",
         "-no-reboot",
@@ -171,19 +196,36 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
         let dir = crate::guest::guest_dir().join("logs");
         mkdirs(&dir)?;
         let log = dir.join("aarch64-virt.log");
+        // Any disk will do: Ember only has to find the device.
+        let disk = dir.join("aarch64-blank.img");
+        std::fs::File::create(&disk)
+            .and_then(|f| f.set_len(1 << 20))
+            .map_err(|e| format!("create {}: {e}", disk.display()))?;
         let t0 = Instant::now();
-        let out = boot(&log, mem_mib)?;
+        let out = boot(&log, mem_mib, &disk)?;
         let banner = out
             .lines()
             .find(|l| l.starts_with("Ember "))
             .unwrap_or("")
             .trim()
             .to_string();
+        // The RTC must read the host's date (either side of a midnight
+        // during the run).
+        let rtc_ok = [0, 120]
+            .iter()
+            .any(|&ago| out.contains(&format!("RTC: PL031 at 0x9010000: {}", utc_date(ago))));
         let ok = banner.contains("MMU on caches on WXN on")
             && out.contains(&format!("{mem_mib} MiB of RAM"))
+            && rtc_ok
+            && out.contains("signature \"QEMU\"")
+            && out.contains("block device (ID 2)")
+            && out.contains("PCIe: ECAM at")
             && out.contains("powering off");
         if ok {
-            println!("PASS aarch64/virt          wall {:6.1}s  {banner}; {mem_mib} MiB seen; PSCI power-off", t0.elapsed().as_secs_f64());
+            println!(
+                "PASS aarch64/virt          wall {:6.1}s  {banner}; {mem_mib} MiB; PL031 date, fw_cfg, virtio-blk and ECAM found; PSCI power-off",
+                t0.elapsed().as_secs_f64()
+            );
             pass += 1;
         } else {
             println!(

@@ -6,6 +6,7 @@
 #![no_main]
 
 mod pl011;
+mod platform;
 
 use core::fmt::Write;
 
@@ -81,6 +82,7 @@ extern "C" fn rust_main(dtb: usize) -> ! {
                     r.size.unwrap_or(0) >> 20
                 );
             }
+            platform::report(&fdt, &mut out);
             match fdt
                 .find_node("/psci")
                 .and_then(|n| n.property("method"))
