@@ -226,7 +226,7 @@ pub fn expect_log(s: &Scenario, m: Machine) -> Vec<String> {
     let native = matches!(m, Machine::Q35Native | Machine::MicrovmNative);
     let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     match s.name {
-        "menu" => v(&["Ember boot menu", "boot manager: Boot0001 \"Ember: virtio-"]),
+        "menu" => v(&["      2.2) Menu target", "the menu chose b", "boot manager: Boot0001 \"Ember: virtio-"]),
         "gpt-primary-bad" => vec![
             "primary GPT is bad (GPT header at LBA 1 CRC mismatch".into(),
             format!("; using backup at LBA {}", last_lba(&s.disks[0])),

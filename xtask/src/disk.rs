@@ -342,8 +342,10 @@ pub fn scenario(name: &str, a: &Artifacts) -> Option<Scenario> {
             false,
         ),
         // Two bootable disks and a user at the serial console: a key opens
-        // Ember's boot menu and choosing option 2 boots the second disk,
-        // which the default order would not (see qemu::run_with_keys).
+        // Ember's boot menu, which lists the second disk's two entries under
+        // its option; choosing "2.2" boots the second of them, which neither
+        // the default order nor the disk's default would (see
+        // qemu::run_with_keys). sort-key fixes the entries' order.
         "menu" => s(
             "menu",
             vec![
@@ -353,7 +355,33 @@ pub fn scenario(name: &str, a: &Artifacts) -> Option<Scenario> {
                 },
                 Disk {
                     table: Table::Gpt,
-                    parts: vec![fat32(simple_files(a, "menu"))],
+                    parts: vec![fat32(vec![
+                        ("/vmlinuz".into(), Src::Host(a.kernel.clone())),
+                        ("/initrd.img".into(), Src::Host(a.initrd.clone())),
+                        ("/loader/loader.conf".into(), Src::Text(LOADER_CONF.into())),
+                        (
+                            "/loader/entries/a.conf".into(),
+                            entry(
+                                "Disk default",
+                                None,
+                                Some("a"),
+                                "/vmlinuz",
+                                "/initrd.img",
+                                "menu-disk-default",
+                            ),
+                        ),
+                        (
+                            "/loader/entries/b.conf".into(),
+                            entry(
+                                "Menu target",
+                                None,
+                                Some("b"),
+                                "/vmlinuz",
+                                "/initrd.img",
+                                "menu",
+                            ),
+                        ),
+                    ])],
                 },
             ],
             "menu",

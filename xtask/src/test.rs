@@ -338,7 +338,7 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
                 let extra = disk::corrupt::qemu_extra(case.scenario.name);
                 // The menu case types at the serial console: any key, then
                 // "2" and Enter once the menu asks.
-                let keys = (case.scenario.name == "menu").then_some(("Choose 1-", "2\r"));
+                let keys = (case.scenario.name == "menu").then_some(("Choose 1-", "2.2\r"));
                 let out =
                     qemu::run_with_keys(case.machine, &boot, extra, &log, boot_timeout(), keys);
                 let ok = report(case, &out);

@@ -158,10 +158,50 @@ fn read_uki(
     ember_bls::uki_entry(name, path, &osrel, cmdline.as_deref()).map_err(|e| format!("{e}"))
 }
 
-/// Boot one disk Ember's way: its Boot Loader Specification entries (the
-/// default first, then the others), or else the removable-media path.
-/// Returns only if nothing on it could be booted.
-pub fn boot_disk(disks: &[Disk], di: usize, rsdp: u64, vmm_cmdline: &str, mode: Mode) {
+/// The titles of a disk's Boot Loader Specification entries, in the order
+/// [`boot_disk`] numbers them (for the boot menu). Empty when the disk has
+/// none or cannot be read.
+pub fn entry_titles(disk: &Disk) -> Vec<String> {
+    let Ok(table) = ember_part::read_partitions(&mut disk.dev.clone()) else {
+        return Vec::new();
+    };
+    let mut conf = None;
+    let mut cands = Vec::new();
+    for p in &table.partitions {
+        let role = match p.kind {
+            PartKind::EfiSystem => "ESP",
+            PartKind::Xbootldr => "XBOOTLDR",
+            _ => continue,
+        };
+        collect(
+            disk,
+            &Source {
+                part: p.clone(),
+                role,
+            },
+            &mut cands,
+            &mut conf,
+        );
+    }
+    cands.sort_by(|a, b| ember_bls::entry_cmp(&a.entry, &b.entry));
+    cands
+        .iter()
+        .map(|c| c.entry.title.clone().unwrap_or_else(|| c.entry.id.clone()))
+        .collect()
+}
+
+/// Boot one disk Ember's way: its Boot Loader Specification entries (entry
+/// `pick`, an index in [`entry_titles`] order, first when the user chose one
+/// in the menu; then the default; then the others), or else the
+/// removable-media path. Returns only if nothing on it could be booted.
+pub fn boot_disk(
+    disks: &[Disk],
+    di: usize,
+    pick: Option<usize>,
+    rsdp: u64,
+    vmm_cmdline: &str,
+    mode: Mode,
+) {
     {
         let disk = &disks[di];
         let t0 = time::since_start_us();
@@ -282,8 +322,21 @@ pub fn boot_disk(disks: &[Disk], di: usize, rsdp: u64, vmm_cmdline: &str, mode: 
             disk.name,
             cands[sel.index].entry.id
         );
-        // The default first, then the others in menu order.
-        let order = core::iter::once(sel.index).chain((0..cands.len()).filter(|&i| i != sel.index));
+        // The user's pick, then the default, then the others in menu order.
+        let first = pick.filter(|&i| i < cands.len());
+        if let Some(i) = first {
+            log::info!("{}: the menu chose {}", disk.name, cands[i].entry.id);
+        }
+        let mut order: Vec<usize> = Vec::new();
+        for i in first
+            .into_iter()
+            .chain(core::iter::once(sel.index))
+            .chain(0..cands.len())
+        {
+            if !order.contains(&i) {
+                order.push(i);
+            }
+        }
         for i in order {
             let c = &cands[i];
             match boot_entry(disks, di, c, rsdp, vmm_cmdline, mode) {

@@ -132,13 +132,52 @@ fn reconcile(opts: &mut Options, media: &[MediaDisk]) {
     opts.order = plan.boot_order;
 }
 
-/// Show the options and read a choice. `None`: the normal order.
-fn menu(opts: &Options) -> Option<u16> {
+/// What the user picked in the menu: an option, and for an option that is
+/// a whole disk maybe one of its Boot Loader Specification entries.
+#[derive(Clone, Copy)]
+struct Choice {
+    option: u16,
+    entry: Option<usize>,
+}
+
+/// `N` or `N.M` (1-based) → indices.
+fn parse_choice(line: &str) -> Option<(usize, Option<usize>)> {
+    let (a, b) = match line.split_once('.') {
+        Some((a, b)) => (a, Some(b)),
+        None => (line, None),
+    };
+    let a = a.parse::<usize>().ok()?.checked_sub(1)?;
+    let b = match b {
+        Some(b) => Some(b.parse::<usize>().ok()?.checked_sub(1)?),
+        None => None,
+    };
+    Some((a, b))
+}
+
+/// Show the options — and under each whole-disk option its Boot Loader
+/// Specification entries — and read a choice. `None`: the normal order.
+fn menu(opts: &Options, disks: &[Disk], media: &[MediaDisk]) -> Option<Choice> {
     let shown: Vec<u16> = bm::attempts(None, &opts.order, &opts.all);
     if shown.is_empty() {
         crate::print!("Ember boot menu: no boot options\n");
         return None;
     }
+    let entries: Vec<Vec<String>> = shown
+        .iter()
+        .map(|n| {
+            match opts
+                .all
+                .get(n)
+                .and_then(|o| o.as_ref())
+                .map(|o| bm::resolve(&o.file_path, media))
+            {
+                Some(Ok(Target::Disk { disk })) => {
+                    disks.get(disk).map(boot::entry_titles).unwrap_or_default()
+                }
+                _ => Vec::new(),
+            }
+        })
+        .collect();
     loop {
         crate::print!("\nEmber boot menu\n");
         for (i, n) in shown.iter().enumerate() {
@@ -147,9 +186,12 @@ fn menu(opts: &Options) -> Option<u16> {
                 i + 1,
                 describe(*n, opts.all.get(n).and_then(|o| o.as_ref()))
             );
+            for (j, t) in entries[i].iter().enumerate() {
+                crate::print!("      {}.{}) {t}\n", i + 1, j + 1);
+            }
         }
         crate::print!(
-            "Choose 1-{} and press Enter (Enter alone: the default order): ",
+            "Choose 1-{} (or N.M for an entry) and press Enter (Enter alone: the default order): ",
             shown.len()
         );
         let mut line = String::new();
@@ -162,7 +204,7 @@ fn menu(opts: &Options) -> Option<u16> {
                 b'\r' | b'\n' => break,
                 // Backspace / DEL.
                 0x08 | 0x7f if line.pop().is_some() => console::write_raw(b"\x08 \x08"),
-                b'0'..=b'9' if line.len() < 5 => {
+                b'0'..=b'9' | b'.' if line.len() < 9 => {
                     line.push(char::from(b));
                     console::write_raw(&[b]);
                 }
@@ -173,8 +215,13 @@ fn menu(opts: &Options) -> Option<u16> {
         if line.is_empty() {
             return None;
         }
-        match line.parse::<usize>() {
-            Ok(i) if (1..=shown.len()).contains(&i) => return Some(shown[i - 1]),
+        match parse_choice(&line) {
+            Some((i, e)) if i < shown.len() && e.is_none_or(|e| e < entries[i].len()) => {
+                return Some(Choice {
+                    option: shown[i],
+                    entry: e,
+                })
+            }
             _ => crate::print!("no option {line}\n"),
         }
     }
@@ -183,7 +230,12 @@ fn menu(opts: &Options) -> Option<u16> {
 /// Wait up to `Timeout` seconds (or `ember.timeout=` from Ember's command
 /// line, which wins) for a key — a key already typed counts, so a zero
 /// timeout still lets a user in — then show the menu.
-fn maybe_menu(opts: &Options, cmdline: &str) -> Option<u16> {
+fn maybe_menu(
+    opts: &Options,
+    cmdline: &str,
+    disks: &[Disk],
+    media: &[MediaDisk],
+) -> Option<Choice> {
     let timeout = crate::pvh::cmdline_value(cmdline, "ember.timeout")
         .and_then(|t| t.parse::<u16>().ok())
         .or_else(|| {
@@ -210,19 +262,29 @@ fn maybe_menu(opts: &Options, cmdline: &str) -> Option<u16> {
     }
     // Drop the rest of what was typed to get here.
     while console::read_byte().is_some() {}
-    menu(opts)
+    menu(opts, disks, media)
 }
 
-/// Start one option; returns only if it could not be booted.
-fn boot_option(
-    n: u16,
-    o: &LoadOption,
-    disks: &[Disk],
-    media: &[MediaDisk],
+/// What booting an option needs to know about the machine.
+#[derive(Clone, Copy)]
+struct Machine<'a> {
+    disks: &'a [Disk],
+    media: &'a [MediaDisk],
     rsdp: u64,
-    cmdline: &str,
+    cmdline: &'a str,
     mode: Mode,
-) {
+}
+
+/// Start one option (with `pick`, that entry of a whole-disk option
+/// first); returns only if it could not be booted.
+fn boot_option(pick: Option<usize>, n: u16, o: &LoadOption, m: &Machine<'_>) {
+    let Machine {
+        disks,
+        media,
+        rsdp,
+        cmdline,
+        mode,
+    } = *m;
     let what = describe(n, Some(o));
     let path_text = ember_uefi_data::devpath::DevicePath::parse(&o.file_path)
         .map(|p| p.to_text(false, true))
@@ -243,7 +305,7 @@ fn boot_option(
     };
     let failure = match target {
         Target::Disk { disk } => {
-            boot::boot_disk(disks, disk, rsdp, cmdline, mode);
+            boot::boot_disk(disks, disk, pick, rsdp, cmdline, mode);
             return;
         }
         Target::Partition { disk, part } => partition(disks, disk, part).and_then(|p| {
@@ -303,8 +365,8 @@ pub fn run(disks: &mut [Disk], rsdp: u64, cmdline: &str, mode: Mode) {
             .unwrap_or_default(),
         time::since_start_us() - t0
     );
-    let chosen = maybe_menu(&opts, cmdline);
-    let first = chosen.or(boot_next);
+    let chosen = maybe_menu(&opts, cmdline, disks, &media);
+    let first = chosen.map(|c| c.option).or(boot_next);
     let mut tried_disks = Vec::new();
     for n in bm::attempts(first, &opts.order, &opts.all) {
         let Some(Some(o)) = opts.all.get(&n).cloned() else {
@@ -316,13 +378,21 @@ pub fn run(disks: &mut [Disk], rsdp: u64, cmdline: &str, mode: Mode) {
             }
             tried_disks.push(disk);
         }
-        boot_option(n, &o, disks, &media, rsdp, cmdline, mode);
+        let pick = chosen.filter(|c| c.option == n).and_then(|c| c.entry);
+        let m = Machine {
+            disks,
+            media: &media,
+            rsdp,
+            cmdline,
+            mode,
+        };
+        boot_option(pick, n, &o, &m);
     }
     // Options can all be inactive or stale: the disks still get their turn.
     for di in 0..disks.len() {
         if !tried_disks.contains(&di) {
             log::info!("boot manager: no option booted; trying {}", disks[di].name);
-            boot::boot_disk(disks, di, rsdp, cmdline, mode);
+            boot::boot_disk(disks, di, None, rsdp, cmdline, mode);
         }
     }
 }
