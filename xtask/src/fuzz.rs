@@ -26,6 +26,7 @@ pub const TARGETS: &[&str] = &[
     "fwcfg",
     "varstore",
     "fat",
+    "dtb",
 ];
 
 /// cargo-fuzz release installed when `cargo fuzz` is missing.

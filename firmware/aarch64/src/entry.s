@@ -33,6 +33,8 @@ _start:
     msr     elr_el2, x0
     eret
 1:
+    movz    x1, #0x30, lsl #16          // CPACR_EL1.FPEN: FP/SIMD without traps (Rust uses NEON)
+    msr     cpacr_el1, x1
     movz    x1, #0xff04                 // MAIR: attr0 Device-nGnRE, attr1 Normal WB
     msr     mair_el1, x1
     // TCR: T0SZ 25 (512 GiB), walks inner/outer WB cacheable and inner
@@ -107,3 +109,27 @@ l2_low:
     .quad   addr + DEVICE_2M
     .set    addr, addr + 0x200000
     .endr
+
+// ember_enter_linux(entry, dtb): leave for the kernel as the arm64 boot
+// protocol asks — MMU and data cache off (linux.rs cleaned what the kernel
+// reads), instruction cache invalidated, x0 = device tree, x1-x3 = 0. Runs
+// from flash, which stays where it is with the MMU off.
+.section .text.ember_enter_linux, "ax"
+.global ember_enter_linux
+ember_enter_linux:
+    mov     x19, x0
+    mov     x20, x1
+    mrs     x2, sctlr_el1
+    bic     x2, x2, #1                  // M
+    bic     x2, x2, #4                  // C
+    bic     x2, x2, #(1 << 19)          // WXN
+    msr     sctlr_el1, x2
+    isb
+    ic      iallu
+    dsb     nsh
+    isb
+    mov     x0, x20
+    mov     x1, xzr
+    mov     x2, xzr
+    mov     x3, xzr
+    br      x19

@@ -5,6 +5,8 @@
 #![no_std]
 #![no_main]
 
+mod fwcfg;
+mod linux;
 mod pl011;
 mod platform;
 
@@ -83,21 +85,44 @@ extern "C" fn rust_main(dtb: usize) -> ! {
                 );
             }
             platform::report(&fdt, &mut out);
-            match fdt
+            let conduit = match fdt
                 .find_node("/psci")
                 .and_then(|n| n.property("method"))
                 .and_then(|p| p.as_str())
             {
                 Some("smc") => Conduit::Smc,
                 _ => Conduit::Hvc,
+            };
+            // QEMU's -kernel/-initrd/-append, when given.
+            let ram = fdt
+                .memory()
+                .regions()
+                .next()
+                .map(|r| (r.starting_address as usize, r.size.unwrap_or(0)));
+            match (platform::fw_cfg_base(&fdt), ram) {
+                (Some(base), Some(ram)) => {
+                    // SAFETY: the fw_cfg registers the device tree names,
+                    // inside the device window the entry maps.
+                    let fw = unsafe { fwcfg::FwCfg::new(base) };
+                    if let Err(e) = linux::boot(&fw, dtb, ram, &mut out) {
+                        let _ = writeln!(out, "Linux: {e}");
+                    }
+                }
+                _ => {
+                    let _ = writeln!(out, "Linux: no fw_cfg or no RAM in the device tree");
+                }
             }
+            conduit
         }
         Err(e) => {
             let _ = writeln!(out, "device tree at {dtb:#x}: unusable: {e:?}");
             Conduit::Hvc
         }
     };
-    let _ = writeln!(out, "Ember: nothing to boot yet on aarch64; powering off");
+    let _ = writeln!(
+        out,
+        "Ember: nothing (else) to boot on aarch64 yet; powering off"
+    );
     psci(conduit, PSCI_SYSTEM_OFF);
     halt()
 }

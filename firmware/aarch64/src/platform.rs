@@ -62,6 +62,14 @@ fn virtio_name(id: u32) -> &'static str {
     }
 }
 
+/// fw_cfg's MMIO base, when the device tree has one in the device window.
+pub fn fw_cfg_base(fdt: &Fdt<'_>) -> Option<usize> {
+    with_compatible(fdt, "qemu,fw-cfg-mmio")
+        .find_map(|n| first_reg(&n))
+        .filter(|&(b, l)| in_device_window(b, l.max(0x18)))
+        .map(|(b, _)| b)
+}
+
 /// Report every device the boot paths will need.
 pub fn report(fdt: &Fdt<'_>, out: &mut Pl011) {
     if let Some((base, len)) = with_compatible(fdt, "arm,pl031").find_map(|n| first_reg(&n)) {
