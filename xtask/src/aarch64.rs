@@ -237,13 +237,9 @@ echo \"EMBER-MARKER: arm64-kernel cmdline=$(/bin/busybox cat /proc/cmdline)\"
 /bin/busybox poweroff -f
 ";
 
-/// `-kernel/-initrd/-append` on virt with Ember as `-bios`.
-fn boot_kernel(
-    log: &Path,
-    kernel: &Path,
-    initrd: &Path,
-    append: &str,
-) -> Result<(String, Duration)> {
+/// virt with Ember as `-bios` plus `args` (a `-kernel` or a disk), until
+/// the guest powers off.
+fn boot_guest(log: &Path, args: &[std::ffi::OsString]) -> Result<(String, Duration)> {
     let _ = std::fs::remove_file(log);
     let mut c = tool("qemu-system-aarch64");
     c.args([
@@ -258,12 +254,7 @@ fn boot_kernel(
     ])
     .arg("-bios")
     .arg(dist_bin())
-    .arg("-kernel")
-    .arg(kernel)
-    .arg("-initrd")
-    .arg(initrd)
-    .arg("-append")
-    .arg(append)
+    .args(args)
     .args([
         "-nographic",
         "-no-reboot",
@@ -297,7 +288,11 @@ fn boot_kernel(
 pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
     let (mut pass, mut fail) = (0, 0);
     let want = |n: &str| filter.is_none_or(|f| n.contains(f));
-    if !want("aarch64-entry") && !want("aarch64/virt") && !want("qemu-kernel/aarch64-virt") {
+    if !want("aarch64-entry")
+        && !want("aarch64/virt")
+        && !want("qemu-kernel/aarch64-virt")
+        && !want("bls/aarch64-virt")
+    {
         return Ok((0, 0));
     }
     build()?;
@@ -372,12 +367,15 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64)
         );
-        let (out, wall) = boot_kernel(
-            &log,
-            &kernel,
-            &initrd,
-            &format!("console=ttyAMA0 panic=-1 {token}"),
-        )?;
+        let args: Vec<std::ffi::OsString> = vec![
+            "-kernel".into(),
+            kernel.clone().into(),
+            "-initrd".into(),
+            initrd.clone().into(),
+            "-append".into(),
+            format!("console=ttyAMA0 panic=-1 {token}").into(),
+        ];
+        let (out, wall) = boot_guest(&log, &args)?;
         let marker = out
             .lines()
             .find_map(|l| l.split("EMBER-MARKER: ").nth(1))
@@ -395,6 +393,74 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
         } else {
             println!(
                 "FAIL qemu-kernel/aarch64-virt: no marker with {token}; console:\n{}",
+                crate::util::tail(&out, 25)
+            );
+            fail += 1;
+        }
+    }
+    if want("bls/aarch64-virt") {
+        let (kernel, initrd) = guest()?;
+        let dir = crate::guest::guest_dir().join("arm64");
+        let token = format!(
+            "ember.token={:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+                ^ 0x5a5a
+        );
+        // GPT, a FAT32 ESP with the Image, the initramfs and one type #1
+        // entry whose options carry the token; a decoy entry for x86_64
+        // (first in sort order) that Ember must skip.
+        use crate::disk::{Disk, Fs, Kind, Part, Src, Table};
+        let entry = format!("title Ember arm64\nlinux /Image\ninitrd /initrd.img\noptions console=ttyAMA0 panic=-1 {token}\n");
+        let decoy = "title x86_64 only\narchitecture x64\nsort-key 0\nlinux /Image\n".to_string();
+        let d = Disk {
+            table: Table::Gpt,
+            parts: vec![Part {
+                kind: Kind::Esp,
+                size_mib: 64,
+                fs: Fs::Fat { bits: 32, spc: 1 },
+                files: vec![
+                    ("/Image".into(), Src::Host(kernel.clone())),
+                    ("/initrd.img".into(), Src::Host(initrd.clone())),
+                    ("/loader/entries/arm64.conf".into(), Src::Text(entry)),
+                    ("/loader/entries/decoy-x64.conf".into(), Src::Text(decoy)),
+                ],
+            }],
+        };
+        let img = dir.join("bls.img");
+        crate::disk::build_disk(&d, &img)?;
+        let logs = crate::guest::guest_dir().join("logs");
+        mkdirs(&logs)?;
+        let log = logs.join("bls-aarch64-virt.log");
+        let args: Vec<std::ffi::OsString> = vec![
+            "-drive".into(),
+            format!(
+                "file={},format=raw,if=none,id=d0,snapshot=on",
+                img.display()
+            )
+            .into(),
+            "-device".into(),
+            "virtio-blk-device,drive=d0".into(),
+        ];
+        let (out, wall) = boot_guest(&log, &args)?;
+        let marker = out
+            .lines()
+            .find_map(|l| l.split("EMBER-MARKER: ").nth(1))
+            .map(str::trim)
+            .unwrap_or("");
+        if marker.starts_with("arm64-kernel")
+            && marker.contains(&token)
+            && out.contains("skipped, architecture")
+        {
+            println!(
+                "PASS bls/aarch64-virt      wall {:6.1}s  virtio-mmio, GPT, FAT32, BLS type #1 (an x64 entry skipped), Debian arm64 kernel; marker: {marker}",
+                wall.as_secs_f64()
+            );
+            pass += 1;
+        } else {
+            println!(
+                "FAIL bls/aarch64-virt: no marker with {token}; console:\n{}",
                 crate::util::tail(&out, 25)
             );
             fail += 1;

@@ -12,9 +12,7 @@ use core::fmt::Write;
 const MIB2: usize = 2 << 20;
 /// "ARM\x64" at offset 56 of an arm64 Image.
 const IMAGE_MAGIC: u32 = 0x644d_5241;
-/// Ember's own RAM (data, stack) ends below this; everything it loads goes
-/// above.
-const LOAD_BASE: usize = 0x4040_0000;
+use crate::rt::LOAD_BASE;
 /// The device tree Linux gets: at most 2 MiB (booting.rst).
 const DTB_MAX: usize = 2 << 20;
 
@@ -44,6 +42,104 @@ fn clean_to_poc(start: usize, len: usize) {
     unsafe { core::arch::asm!("dsb sy", options(nostack)) };
 }
 
+/// An arm64 `Image`'s header: where it goes and how much memory it needs.
+pub struct ImageHeader {
+    pub text_offset: usize,
+    pub image_size: usize,
+}
+
+/// Check the first 64 bytes of an `Image` (magic, text_offset, image_size).
+pub fn parse_header(head: &[u8], file_len: usize) -> Result<ImageHeader, &'static str> {
+    let le64 = |o: usize| {
+        head.get(o..o + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0)
+    };
+    if head.get(56..60) != Some(&IMAGE_MAGIC.to_le_bytes()[..]) {
+        return Err("not an arm64 Image (no ARM\\x64 magic)");
+    }
+    let text_offset = le64(8) as usize;
+    let image_size = le64(16) as usize;
+    if image_size == 0 || image_size < file_len || text_offset >= MIB2 {
+        return Err("arm64 Image header: unusable text_offset or image_size");
+    }
+    Ok(ImageHeader {
+        text_offset,
+        image_size,
+    })
+}
+
+/// Where kernel, initrd and device tree go for an image of `hdr` with an
+/// initrd of `initrd_size` bytes: (kernel, initrd, device tree).
+pub fn place(
+    hdr: &ImageHeader,
+    initrd_size: usize,
+    ram: (usize, usize),
+) -> Result<(usize, usize, usize), &'static str> {
+    let kernel = LOAD_BASE + hdr.text_offset;
+    let initrd = align_up(kernel + hdr.image_size, MIB2);
+    let dtb_new = align_up(initrd + initrd_size, MIB2);
+    if LOAD_BASE < ram.0 || dtb_new + DTB_MAX > ram.0 + ram.1 {
+        return Err("kernel, initrd and device tree do not fit in RAM");
+    }
+    Ok((kernel, initrd, dtb_new))
+}
+
+/// Give the kernel (already at `kernel`, `kernel_len` bytes, and its initrd
+/// at `initrd`) a device tree with `bootargs` (NUL-terminated) and the
+/// initrd in `/chosen`, then start it. Returns only on failure.
+pub fn start(
+    kernel: usize,
+    kernel_len: usize,
+    initrd: (usize, usize),
+    bootargs: &[u8],
+    dtb: usize,
+    dtb_new: usize,
+    out: &mut Pl011,
+) -> Result<(), &'static str> {
+    let (initrd, initrd_size) = initrd;
+    // SAFETY: QEMU's device tree at the start of RAM (validated by the
+    // caller); its header's totalsize, capped, bounds the slice.
+    let src = unsafe {
+        let total = u32::from_be(core::ptr::read_volatile((dtb + 4) as *const u32)) as usize;
+        core::slice::from_raw_parts(dtb as *const u8, total.min(DTB_MAX))
+    };
+    // SAFETY: the 2 MiB `place` reserved above the initrd, inside RAM.
+    let dst = unsafe { core::slice::from_raw_parts_mut(dtb_new as *mut u8, DTB_MAX) };
+    let start = (initrd as u64).to_be_bytes();
+    let end = ((initrd + initrd_size) as u64).to_be_bytes();
+    let with_initrd: [(&str, &[u8]); 3] = [
+        ("bootargs", bootargs),
+        ("linux,initrd-start", &start),
+        ("linux,initrd-end", &end),
+    ];
+    let props = if initrd_size > 0 {
+        &with_initrd[..]
+    } else {
+        &with_initrd[..1]
+    };
+    let dtb_len = ember_dtb::set_chosen(src, props, dst)
+        .map_err(|_| "cannot edit the device tree's /chosen")?;
+    let cmd = bootargs.strip_suffix(&[0]).unwrap_or(bootargs);
+    let _ = writeln!(
+        out,
+        "Linux: Image {kernel_len} B at {kernel:#x}, initrd {initrd_size} B at {initrd:#x}, device tree {dtb_len} B at {dtb_new:#x}"
+    );
+    let _ = writeln!(
+        out,
+        "Linux: command line {:?}",
+        core::str::from_utf8(cmd).unwrap_or("(not UTF-8)")
+    );
+    clean_to_poc(kernel, kernel_len);
+    clean_to_poc(initrd, initrd_size);
+    clean_to_poc(dtb_new, dtb_len);
+    let _ = writeln!(out, "Linux: starting at {kernel:#x} with the MMU off");
+    // SAFETY: the Image, initrd and device tree are in place and cleaned to
+    // the point of coherency; nothing of Ember's runs after this.
+    unsafe { ember_enter_linux(kernel, dtb_new) }
+}
+
 /// Load and start the kernel QEMU holds in fw_cfg. Returns (with the
 /// reason) only if there is none or it cannot be started.
 pub fn boot(
@@ -61,30 +157,14 @@ pub fn boot(
     }
     let initrd_size = fw.read_u32(fwcfg::INITRD_SIZE) as usize;
     let cmdline_size = (fw.read_u32(fwcfg::CMDLINE_SIZE) as usize).min(4096);
-    let (ram_base, ram_size) = ram;
-    let ram_end = ram_base + ram_size;
     // The Image's header first, to learn where it wants to be.
     let mut head = [0u8; 64];
     // SAFETY: `head` is ours for the transfer.
     unsafe { fw.dma_read(fwcfg::KERNEL_DATA, head.as_mut_ptr() as usize, 64)? };
-    let le64 = |o: usize| u64::from_le_bytes(head[o..o + 8].try_into().unwrap_or([0; 8]));
-    if u32::from_le_bytes([head[56], head[57], head[58], head[59]]) != IMAGE_MAGIC {
-        return Err("-kernel is not an arm64 Image (no ARM\\x64 magic)");
-    }
-    let text_offset = le64(8) as usize;
-    let image_size = le64(16) as usize;
-    if image_size == 0 || image_size < kernel_size || text_offset >= MIB2 {
-        return Err("arm64 Image header: unusable text_offset or image_size");
-    }
-    let kernel = LOAD_BASE + text_offset;
-    let kernel_end = kernel + image_size;
-    let initrd = align_up(kernel_end, MIB2);
-    let dtb_new = align_up(initrd + initrd_size, MIB2);
-    if dtb_new + DTB_MAX > ram_end || LOAD_BASE < ram_base {
-        return Err("kernel, initrd and device tree do not fit in RAM");
-    }
-    // SAFETY: RAM above Ember's own, below the end of RAM, reserved for
-    // the kernel (its whole image_size), then the initrd.
+    let hdr = parse_header(&head, kernel_size)?;
+    let (kernel, initrd, dtb_new) = place(&hdr, initrd_size, ram)?;
+    // SAFETY: RAM `place` reserved: the kernel's whole image_size, then the
+    // initrd, both below the end of RAM.
     unsafe {
         fw.dma_read(fwcfg::KERNEL_DATA, kernel, kernel_size as u32)?;
         if initrd_size > 0 {
@@ -106,44 +186,13 @@ pub fn boot(
         .iter()
         .position(|&b| b == 0)
         .unwrap_or(cmdline_size);
-    let bootargs = &cmdline[..cmd_len + 1]; // with its NUL
-                                            // The VMM's device tree, edited into place.
-                                            // SAFETY: QEMU's device tree at the start of RAM (validated by the
-                                            // caller); its header's totalsize bounds the slice.
-    let src = unsafe {
-        let total = u32::from_be(core::ptr::read_volatile((dtb + 4) as *const u32)) as usize;
-        core::slice::from_raw_parts(dtb as *const u8, total.min(DTB_MAX))
-    };
-    // SAFETY: the 2 MiB above the initrd, inside RAM (checked above).
-    let dst = unsafe { core::slice::from_raw_parts_mut(dtb_new as *mut u8, DTB_MAX) };
-    let start = (initrd as u64).to_be_bytes();
-    let end = ((initrd + initrd_size) as u64).to_be_bytes();
-    let with_initrd: [(&str, &[u8]); 3] = [
-        ("bootargs", bootargs),
-        ("linux,initrd-start", &start),
-        ("linux,initrd-end", &end),
-    ];
-    let props = if initrd_size > 0 {
-        &with_initrd[..]
-    } else {
-        &with_initrd[..1]
-    };
-    let dtb_len = ember_dtb::set_chosen(src, props, dst)
-        .map_err(|_| "cannot edit the device tree's /chosen")?;
-    let _ = writeln!(
+    start(
+        kernel,
+        kernel_size,
+        (initrd, initrd_size),
+        &cmdline[..cmd_len + 1],
+        dtb,
+        dtb_new,
         out,
-        "Linux: Image {kernel_size} B at {kernel:#x} (text_offset {text_offset:#x}, {image_size} B in memory), initrd {initrd_size} B at {initrd:#x}, device tree {dtb_len} B at {dtb_new:#x}"
-    );
-    let _ = writeln!(
-        out,
-        "Linux: command line {:?}",
-        core::str::from_utf8(&cmdline[..cmd_len]).unwrap_or("(not UTF-8)")
-    );
-    clean_to_poc(kernel, kernel_size);
-    clean_to_poc(initrd, initrd_size);
-    clean_to_poc(dtb_new, dtb_len);
-    let _ = writeln!(out, "Linux: starting at {kernel:#x} with the MMU off");
-    // SAFETY: the Image, initrd and device tree are in place and cleaned to
-    // the point of coherency; nothing of Ember's runs after this.
-    unsafe { ember_enter_linux(kernel, dtb_new) }
+    )
 }

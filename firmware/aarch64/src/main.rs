@@ -5,10 +5,17 @@
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
+mod disk;
 mod fwcfg;
 mod linux;
 mod pl011;
 mod platform;
+mod rt;
+
+/// virt's PL011 (the console before and besides the device tree).
+pub const UART: usize = 0x0900_0000;
 
 use core::fmt::Write;
 
@@ -55,7 +62,8 @@ extern "C" fn rust_main(dtb: usize) -> ! {
     // SAFETY: QEMU virt's PL011 at its fixed address, mapped as device
     // memory by the entry's tables (the device tree may name another
     // console; this one prints the errors about it).
-    let mut out = unsafe { pl011::Pl011::new(0x0900_0000) };
+    let mut out = unsafe { pl011::Pl011::new(UART) };
+    rt::init();
     let s = sctlr();
     let _ = writeln!(
         out,
@@ -112,6 +120,11 @@ extern "C" fn rust_main(dtb: usize) -> ! {
                     let _ = writeln!(out, "Linux: no fw_cfg or no RAM in the device tree");
                 }
             }
+            // Then the disks.
+            if let Some(ram) = ram {
+                let mut disks = disk::discover(&platform::virtio_mmio(&fdt));
+                disk::boot(&mut disks, dtb, ram, &mut out);
+            }
             conduit
         }
         Err(e) => {
@@ -145,7 +158,7 @@ fn halt() -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     // SAFETY: as in rust_main.
-    let mut out = unsafe { pl011::Pl011::new(0x0900_0000) };
+    let mut out = unsafe { pl011::Pl011::new(UART) };
     let _ = writeln!(out, "\n!!! Ember panic: {info}");
     halt()
 }

@@ -62,6 +62,14 @@ fn virtio_name(id: u32) -> &'static str {
     }
 }
 
+/// The virtio-mmio transports (base, length) inside the device window.
+pub fn virtio_mmio(fdt: &Fdt<'_>) -> alloc::vec::Vec<(usize, usize)> {
+    with_compatible(fdt, "virtio,mmio")
+        .filter_map(|n| first_reg(&n))
+        .filter(|&(b, l)| in_device_window(b, l.max(0x100)))
+        .collect()
+}
+
 /// fw_cfg's MMIO base, when the device tree has one in the device window.
 pub fn fw_cfg_base(fdt: &Fdt<'_>) -> Option<usize> {
     with_compatible(fdt, "qemu,fw-cfg-mmio")
