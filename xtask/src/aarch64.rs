@@ -209,8 +209,11 @@ fn guest() -> Result<(PathBuf, PathBuf)> {
     std::fs::copy(&busybox, stage.join("bin/busybox"))
         .map_err(|e| format!("copy {}: {e}", busybox.display()))?;
     write(&stage.join("init"), INIT.as_bytes())?;
+    let tsc = time_helper()?;
+    std::fs::copy(&tsc, stage.join("bin/tsc"))
+        .map_err(|e| format!("copy {}: {e}", tsc.display()))?;
     use std::os::unix::fs::PermissionsExt;
-    for f in ["init", "bin/busybox"] {
+    for f in ["init", "bin/busybox", "bin/tsc"] {
         std::fs::set_permissions(stage.join(f), std::fs::Permissions::from_mode(0o755))
             .map_err(|e| format!("chmod {f}: {e}"))?;
     }
@@ -226,6 +229,27 @@ fn guest() -> Result<(PathBuf, PathBuf)> {
     Ok((kernel, initrd))
 }
 
+/// guest/tsc built for arm64 (aarch64-unknown-none, raw syscalls): prints
+/// the virtual counter in nanoseconds, i.e. the time since reset under
+/// `-icount`.
+fn time_helper() -> Result<PathBuf> {
+    let tdir = crate::guest::guest_dir().join("tsc-aarch64");
+    run(cargo()
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            TARGET,
+            "--manifest-path",
+        ])
+        .arg(crate::util::root().join("guest/tsc/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &tdir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("RUSTFLAGS", "-C panic=abort -C relocation-model=static"))?;
+    Ok(tdir.join(TARGET).join("release").join("ember-guest-tsc"))
+}
+
 /// The arm64 guest's /init: the marker (with the command line, which
 /// carries the harness's token) comes from the initramfs, so it proves the
 /// kernel, the initrd and `/chosen` all arrived.
@@ -233,13 +257,21 @@ const INIT: &str = "#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
-echo \"EMBER-MARKER: arm64-kernel cmdline=$(/bin/busybox cat /proc/cmdline)\"
+T=$(/bin/tsc)
+echo \"EMBER-MARKER: arm64-kernel tsc=$T cmdline=$(/bin/busybox cat /proc/cmdline)\"
 /bin/busybox poweroff -f
 ";
 
 /// virt with Ember as `-bios` plus `args` (a `-kernel` or a disk), until
 /// the guest powers off.
 fn boot_guest(log: &Path, args: &[std::ffi::OsString]) -> Result<(String, Duration)> {
+    let mut all = vec![std::ffi::OsString::from("-bios"), dist_bin().into()];
+    all.extend(args.iter().cloned());
+    boot_guest_bare(log, &all)
+}
+
+/// virt with exactly `args` (firmware included), until the guest powers off.
+fn boot_guest_bare(log: &Path, args: &[std::ffi::OsString]) -> Result<(String, Duration)> {
     let _ = std::fs::remove_file(log);
     let mut c = tool("qemu-system-aarch64");
     c.args([
@@ -252,8 +284,6 @@ fn boot_guest(log: &Path, args: &[std::ffi::OsString]) -> Result<(String, Durati
         "-m",
         "1G",
     ])
-    .arg("-bios")
-    .arg(dist_bin())
     .args(args)
     .args([
         "-nographic",
@@ -467,6 +497,187 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
         }
     }
     Ok((pass, fail))
+}
+
+/// AAVMF (Debian's `qemu-efi-aarch64`): the UEFI firmware Ember is
+/// compared with.
+pub const AAVMF_CODE: &str = "/usr/share/AAVMF/AAVMF_CODE.fd";
+const AAVMF_VARS: &str = "/usr/share/AAVMF/AAVMF_VARS.fd";
+
+/// The comparison disk: GPT, a FAT32 ESP with systemd-boot as
+/// `\EFI\BOOT\BOOTAA64.EFI` and one type #1 entry (Image + initramfs).
+/// Ember boots the entry itself; AAVMF boots systemd-boot, which boots the
+/// same entry through the kernel's EFI stub.
+fn bench_disk(kernel: &Path, initrd: &Path) -> Result<PathBuf> {
+    use crate::disk::{Disk, Fs, Kind, Part, Src, Table};
+    let sdboot = crate::guest::fetch("systemd-boot-efi:arm64")?
+        .join("usr/lib/systemd/boot/efi/systemd-bootaa64.efi");
+    let entry = "title Ember arm64 bench\nlinux /Image\ninitrd /initrd.img\noptions console=ttyAMA0 panic=-1 ember.variant=bench\n";
+    let d = Disk {
+        table: Table::Gpt,
+        parts: vec![Part {
+            kind: Kind::Esp,
+            size_mib: 64,
+            fs: Fs::Fat { bits: 32, spc: 1 },
+            files: vec![
+                ("/EFI/BOOT/BOOTAA64.EFI".into(), Src::Host(sdboot)),
+                ("/Image".into(), Src::Host(kernel.to_path_buf())),
+                ("/initrd.img".into(), Src::Host(initrd.to_path_buf())),
+                (
+                    "/loader/loader.conf".into(),
+                    Src::Text("timeout 0\n".into()),
+                ),
+                ("/loader/entries/arm64.conf".into(), Src::Text(entry.into())),
+            ],
+        }],
+    };
+    let img = crate::guest::guest_dir().join("arm64").join("bench.img");
+    crate::disk::build_disk(&d, &img)?;
+    Ok(img)
+}
+
+/// `cargo xtask bench-aarch64`: QEMU virt (TCG, `-icount shift=0,sleep=off`,
+/// so guest time is virtual and deterministic), the same kernel and
+/// initramfs booted five ways, interleaved, median of `runs`. Guest ms =
+/// the virtual counter at the initramfs's marker.
+pub fn bench(runs: usize) -> Result<bool> {
+    crate::tools::ensure_host_tools()?;
+    crate::firmware::build()?;
+    let (kernel, initrd) = guest()?;
+    let disk = bench_disk(&kernel, &initrd)?;
+    let append = "console=ttyAMA0 panic=-1 ember.variant=bench";
+    let os = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+    let kernel_args = {
+        let mut a = os(&["-kernel"]);
+        a.push(kernel.clone().into());
+        a.extend(os(&["-initrd"]));
+        a.push(initrd.clone().into());
+        a.extend(os(&["-append", append]));
+        a
+    };
+    let disk_args = os(&[
+        "-drive",
+        &format!(
+            "file={},format=raw,if=none,id=d0,snapshot=on",
+            disk.display()
+        ),
+        "-device",
+        "virtio-blk-device,drive=d0",
+    ]);
+    let aavmf = os(&[
+        "-drive",
+        &format!("if=pflash,format=raw,unit=0,readonly=on,file={AAVMF_CODE}"),
+        "-drive",
+        &format!("if=pflash,format=raw,unit=1,snapshot=on,file={AAVMF_VARS}"),
+        // No 5 s boot-menu wait on a fresh variable store: what anyone
+        // timing AAVMF would set.
+        "-boot",
+        "menu=on,splash-time=0",
+    ]);
+    let ember = vec![std::ffi::OsString::from("-bios"), dist_bin().into()];
+    // (name, firmware args, boot args, what it is)
+    let configs: Vec<(
+        &str,
+        Vec<std::ffi::OsString>,
+        &Vec<std::ffi::OsString>,
+        &str,
+    )> = vec![
+        (
+            "direct",
+            Vec::new(),
+            &kernel_args,
+            "QEMU loads the Image itself: no firmware (the limit)",
+        ),
+        (
+            "ember-kernel",
+            ember.clone(),
+            &kernel_args,
+            "Ember -bios, -kernel through fw_cfg DMA",
+        ),
+        (
+            "aavmf-kernel",
+            aavmf.clone(),
+            &kernel_args,
+            "AAVMF, -kernel through its fw_cfg loader",
+        ),
+        (
+            "ember-bls",
+            ember,
+            &disk_args,
+            "Ember -bios, the disk's BLS entry, natively",
+        ),
+        (
+            "aavmf-systemd-boot",
+            aavmf,
+            &disk_args,
+            "AAVMF → systemd-boot → the same entry (EFI stub)",
+        ),
+    ];
+    let logs = crate::guest::guest_dir().join("logs");
+    mkdirs(&logs)?;
+    let mut samples: Vec<Vec<(f64, f64)>> = vec![Vec::new(); configs.len()];
+    for run_i in 0..runs {
+        for (i, (name, fw, args, _)) in configs.iter().enumerate() {
+            let log = logs.join(format!("bench-aarch64-{name}.log"));
+            let mut all = fw.clone();
+            all.extend(args.iter().cloned());
+            all.extend(os(&["-icount", "shift=0,sleep=off"]));
+            let (out, wall) = boot_guest_bare(&log, &all)?;
+            let tsc = out
+                .lines()
+                .find_map(|l| l.split("EMBER-MARKER: ").nth(1))
+                .and_then(|m| m.split_whitespace().find_map(|w| w.strip_prefix("tsc=")))
+                .and_then(|t| t.parse::<u64>().ok());
+            let Some(tsc) = tsc else {
+                return Err(format!(
+                    "{name}: no marker with tsc= (log {})",
+                    log.display()
+                ));
+            };
+            println!(
+                "run {}/{runs} {name:<20} guest {:8.1} ms  wall {:5.1} s",
+                run_i + 1,
+                tsc as f64 / 1e6,
+                wall.as_secs_f64()
+            );
+            samples[i].push((tsc as f64 / 1e6, wall.as_secs_f64()));
+        }
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let med: Vec<(f64, f64)> = samples
+        .iter()
+        .map(|s| {
+            (
+                median(&s.iter().map(|x| x.0).collect::<Vec<_>>()),
+                median(&s.iter().map(|x| x.1).collect::<Vec<_>>()),
+            )
+        })
+        .collect();
+    let limit = med[0].0;
+    let over = |i: usize| med[i].0 - limit;
+    println!("\naarch64 virt (cortex-a57, TCG, -icount), median of {runs}; guest ms = virtual time from reset to /init's marker");
+    println!(
+        "{:<20} {:>10} {:>8} {:>10} {:>8}  what",
+        "config", "guest ms", "wall s", "over lim", "/AAVMF"
+    );
+    for (i, (name, _, _, what)) in configs.iter().enumerate() {
+        let ratio = match *name {
+            "ember-kernel" => format!("{:.3}", over(1) / over(2)),
+            "ember-bls" => format!("{:.3}", over(3) / over(4)),
+            _ => "-".into(),
+        };
+        println!(
+            "{name:<20} {:>10.1} {:>8.1} {:>10.1} {ratio:>8}  {what}",
+            med[i].0,
+            med[i].1,
+            over(i)
+        );
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ commands:
   bench [--runs N] [--json PATH]
                              boot time: Ember vs the no-firmware limit and SeaBIOS,
                              interleaved N runs (default 5); JSON to target/bench/latest.json
+  bench-aarch64 [--runs N]   aarch64 virt: Ember vs AAVMF vs no firmware, -kernel and the
+                             same BLS/systemd-boot disk, median of N (default 3)
   size                       image sizes in target/dist against size-budget.toml
   images                     fetch guest artifacts and build every scenario's disks
   fuzz [--target NAME] [--seconds N] [--jobs J]
@@ -165,6 +167,21 @@ fn dispatch(args: &[String]) -> Result<bool> {
                 }
             }
             bench::bench(&opts)
+        }
+        "bench-aarch64" => {
+            let mut runs = 3;
+            while let Some((k, v)) = a.next()? {
+                match k {
+                    "runs" => {
+                        let n = a.value(k, v)?;
+                        runs = n
+                            .parse()
+                            .map_err(|_| format!("--runs: not a number: {n}"))?;
+                    }
+                    _ => return Err(format!("unknown bench-aarch64 option --{k}\n{USAGE}")),
+                }
+            }
+            aarch64::bench(runs.max(1))
         }
         "size" => {
             if let Some((k, _)) = a.next()? {

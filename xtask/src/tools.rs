@@ -21,6 +21,8 @@ const TOOLS: &[(&str, &str)] = &[
     (crate::debian::KEYRING, "debian-archive-keyring"),
     // Not an executable: the firmware the UEFI conformance app is checked against.
     (crate::efiapp::OVMF_CODE, "ovmf"),
+    // AAVMF, the aarch64 comparison (cargo xtask bench-aarch64).
+    (crate::aarch64::AAVMF_CODE, "qemu-efi-aarch64"),
 ];
 
 /// An executable on PATH, or (absolute paths) a data file that exists.
