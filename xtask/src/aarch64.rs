@@ -121,51 +121,24 @@ fn utc_date(secs_ago: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// The platform check: Ember alone (no kernel) with `mem_mib` of RAM and
+/// `disk` as a virtio-mmio block device.
 fn boot(log: &Path, mem_mib: u32, disk: &Path) -> Result<String> {
-    let _ = std::fs::remove_file(log);
-    let mut c = tool("qemu-system-aarch64");
-    c.args([
-        "-machine",
-        "virt,accel=tcg",
-        "-cpu",
-        "cortex-a57",
-        "-smp",
-        "1",
-    ])
-    .arg("-m")
-    .arg(format!("{mem_mib}M"))
-    .arg("-bios")
-    .arg(dist_bin())
-    .arg("-drive")
-    .arg(format!(
-        "file={},format=raw,if=none,id=d0,snapshot=on",
-        disk.display()
-    ))
-    .args(["-device", "virtio-blk-device,drive=d0"])
-    .args([
-        "-nographic",
-        "-no-reboot",
-        "-nic",
-        "none",
-        "-monitor",
-        "none",
-    ])
-    .arg("-serial")
-    .arg(format!("file:{}", log.display()))
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let mut child = c.spawn().map_err(|e| format!("qemu-system-aarch64: {e}"))?;
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    Ok(std::fs::read_to_string(log).unwrap_or_default())
+    let args: Vec<std::ffi::OsString> = vec![
+        "-m".into(),
+        format!("{mem_mib}M").into(),
+        "-bios".into(),
+        dist_bin().into(),
+        "-drive".into(),
+        format!(
+            "file={},format=raw,if=none,id=d0,snapshot=on",
+            disk.display()
+        )
+        .into(),
+        "-device".into(),
+        "virtio-blk-device,drive=d0".into(),
+    ];
+    boot_guest_bare(log, &args).map(|(out, _)| out)
 }
 
 /// The arm64 guest: Debian's cloud kernel (an uncompressed `Image`) and an
@@ -265,12 +238,14 @@ echo \"EMBER-MARKER: arm64-kernel tsc=$T cmdline=$(/bin/busybox cat /proc/cmdlin
 /// virt with Ember as `-bios` plus `args` (a `-kernel` or a disk), until
 /// the guest powers off.
 fn boot_guest(log: &Path, args: &[std::ffi::OsString]) -> Result<(String, Duration)> {
-    let mut all = vec![std::ffi::OsString::from("-bios"), dist_bin().into()];
+    let mut all: Vec<std::ffi::OsString> =
+        vec!["-m".into(), "1G".into(), "-bios".into(), dist_bin().into()];
     all.extend(args.iter().cloned());
     boot_guest_bare(log, &all)
 }
 
-/// virt with exactly `args` (firmware included), until the guest powers off.
+/// virt with exactly `args` (memory and firmware included), until the
+/// guest powers off (at most 300 s).
 fn boot_guest_bare(log: &Path, args: &[std::ffi::OsString]) -> Result<(String, Duration)> {
     let _ = std::fs::remove_file(log);
     let mut c = tool("qemu-system-aarch64");
@@ -281,8 +256,6 @@ fn boot_guest_bare(log: &Path, args: &[std::ffi::OsString]) -> Result<(String, D
         "cortex-a57",
         "-smp",
         "1",
-        "-m",
-        "1G",
     ])
     .args(args)
     .args([
@@ -619,7 +592,8 @@ pub fn bench(runs: usize) -> Result<bool> {
     for run_i in 0..runs {
         for (i, (name, fw, args, _)) in configs.iter().enumerate() {
             let log = logs.join(format!("bench-aarch64-{name}.log"));
-            let mut all = fw.clone();
+            let mut all = os(&["-m", "1G"]);
+            all.extend(fw.iter().cloned());
             all.extend(args.iter().cloned());
             all.extend(os(&["-icount", "shift=0,sleep=off"]));
             let (out, wall) = boot_guest_bare(&log, &all)?;
