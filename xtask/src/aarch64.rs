@@ -435,38 +435,56 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
         crate::disk::build_disk(&d, &img)?;
         let logs = crate::guest::guest_dir().join("logs");
         mkdirs(&logs)?;
-        let log = logs.join("bls-aarch64-virt.log");
-        let args: Vec<std::ffi::OsString> = vec![
-            "-drive".into(),
-            format!(
-                "file={},format=raw,if=none,id=d0,snapshot=on",
-                img.display()
-            )
-            .into(),
-            "-device".into(),
-            "virtio-blk-device,drive=d0".into(),
-        ];
-        let (out, wall) = boot_guest(&log, &args)?;
-        let marker = out
-            .lines()
-            .find_map(|l| l.split("EMBER-MARKER: ").nth(1))
-            .map(str::trim)
-            .unwrap_or("");
-        if marker.starts_with("arm64-kernel")
-            && marker.contains(&token)
-            && out.contains("skipped, architecture")
-        {
-            println!(
-                "PASS bls/aarch64-virt      wall {:6.1}s  virtio-mmio, GPT, FAT32, BLS type #1 (an x64 entry skipped), Debian arm64 kernel; marker: {marker}",
-                wall.as_secs_f64()
-            );
-            pass += 1;
-        } else {
-            println!(
-                "FAIL bls/aarch64-virt: no marker with {token}; console:\n{}",
-                crate::util::tail(&out, 25)
-            );
-            fail += 1;
+        // The same disk behind virtio-mmio and behind virtio-pci (the
+        // generic ECAM bridge, BARs from its `ranges`).
+        for (case, device, what) in [
+            (
+                "bls/aarch64-virt",
+                "virtio-blk-device,drive=d0",
+                "virtio-mmio",
+            ),
+            (
+                "bls/aarch64-virt-pci",
+                "virtio-blk-pci,drive=d0,disable-legacy=on",
+                "PCIe (ECAM, BARs from ranges), virtio-pci",
+            ),
+        ] {
+            if !want(case) {
+                continue;
+            }
+            let log = logs.join(format!("{}.log", case.replace('/', "-")));
+            let args: Vec<std::ffi::OsString> = vec![
+                "-drive".into(),
+                format!(
+                    "file={},format=raw,if=none,id=d0,snapshot=on",
+                    img.display()
+                )
+                .into(),
+                "-device".into(),
+                device.into(),
+            ];
+            let (out, wall) = boot_guest(&log, &args)?;
+            let marker = out
+                .lines()
+                .find_map(|l| l.split("EMBER-MARKER: ").nth(1))
+                .map(str::trim)
+                .unwrap_or("");
+            if marker.starts_with("arm64-kernel")
+                && marker.contains(&token)
+                && out.contains("skipped, architecture")
+            {
+                println!(
+                    "PASS {case:<24} wall {:6.1}s  {what}, GPT, FAT32, BLS type #1 (an x64 entry skipped), Debian arm64 kernel; marker: {marker}",
+                    wall.as_secs_f64()
+                );
+                pass += 1;
+            } else {
+                println!(
+                    "FAIL {case}: no marker with {token}; console:\n{}",
+                    crate::util::tail(&out, 25)
+                );
+                fail += 1;
+            }
         }
     }
     Ok((pass, fail))

@@ -17,13 +17,31 @@ use ember_fat::FileSystem;
 use ember_part::PartKind;
 use ember_virtio::{MmioRegion, Timeout, Transport, VirtioBlk, VirtioMmio};
 
-type Blk = VirtioBlk<VirtioMmio>;
+/// A started block device (virtio-mmio or virtio-pci).
+pub type Disk = alloc::boxed::Box<dyn BlockDevice>;
 
 /// Largest entry file Ember reads.
 const CONF_LIMIT: u64 = 64 * 1024;
 
+/// Start the virtio-blk driver on a transport; `None` (logged) on failure.
+pub fn start_blk<T: Transport + 'static>(name: &str, t: T) -> Option<Disk> {
+    let timeout = Timeout::Clock {
+        now_ns: crate::rt::now_ns,
+        timeout_ns: 10_000_000_000,
+    };
+    // SAFETY: identity-mapped, no IOMMU: buffer addresses are what the
+    // device DMAs to; the transport drives a real device.
+    match unsafe { VirtioBlk::new(t, &crate::rt::PageDma, timeout) } {
+        Ok(b) => Some(alloc::boxed::Box::new(b)),
+        Err(e) => {
+            log::warn!("{name}: cannot use it: {e}");
+            None
+        }
+    }
+}
+
 /// The virtio-blk devices among `transports` (base, length).
-pub fn discover(transports: &[(usize, usize)]) -> Vec<(String, Blk)> {
+pub fn discover(transports: &[(usize, usize)]) -> Vec<(String, Disk)> {
     let mut out = Vec::new();
     for &(base, len) in transports {
         // SAFETY: a virtio-mmio transport the device tree lists, inside the
@@ -38,15 +56,8 @@ pub fn discover(transports: &[(usize, usize)]) -> Vec<(String, Blk)> {
             continue;
         }
         let name = format!("virtio-blk mmio@{base:#x} (v{})", t.version());
-        let timeout = Timeout::Clock {
-            now_ns: crate::rt::now_ns,
-            timeout_ns: 10_000_000_000,
-        };
-        // SAFETY: identity-mapped, no IOMMU: buffer addresses are what the
-        // device DMAs to; the transport drives a real device.
-        match unsafe { VirtioBlk::new(t, &crate::rt::PageDma, timeout) } {
-            Ok(b) => out.push((name, b)),
-            Err(e) => log::warn!("{name}: cannot use it: {e}"),
+        if let Some(b) = start_blk(&name, t) {
+            out.push((name, b));
         }
     }
     out
@@ -60,10 +71,10 @@ struct Found {
 }
 
 /// The disk's entries, sorted, and loader.conf from its ESP.
-fn entries(name: &str, dev: &mut Blk) -> (Vec<Found>, LoaderConf) {
+fn entries(name: &str, dev: &mut dyn BlockDevice) -> (Vec<Found>, LoaderConf) {
     let mut found = Vec::new();
     let mut conf = None;
-    let table = match ember_part::read_partitions(dev) {
+    let table = match ember_part::read_partitions(&mut &mut *dev) {
         Ok(t) => t,
         Err(e) => {
             log::warn!("{name}: {e}");
@@ -131,7 +142,7 @@ fn entries(name: &str, dev: &mut Blk) -> (Vec<Found>, LoaderConf) {
 /// Load one entry's Image and initrds into place and start it. Returns only
 /// on failure, with the reason.
 fn boot_entry(
-    dev: &mut Blk,
+    dev: &mut dyn BlockDevice,
     f: &Found,
     dtb: usize,
     ram: (usize, usize),
@@ -195,13 +206,13 @@ fn boot_entry(
 
 /// Try every disk's entries: the default first, then the others; returns
 /// only if nothing booted.
-pub fn boot(disks: &mut [(String, Blk)], dtb: usize, ram: (usize, usize), out: &mut Pl011) {
+pub fn boot(disks: &mut [(String, Disk)], dtb: usize, ram: (usize, usize), out: &mut Pl011) {
     for (name, dev) in disks.iter_mut() {
         log::info!(
             "{name}: {} MiB",
             (dev.num_blocks() * u64::from(dev.block_size())) >> 20
         );
-        let (found, conf) = entries(name, dev);
+        let (found, conf) = entries(name, &mut **dev);
         if found.is_empty() {
             log::info!("{name}: no boot loader entries");
             continue;
@@ -223,7 +234,7 @@ pub fn boot(disks: &mut [(String, Blk)], dtb: usize, ram: (usize, usize), out: &
         for i in order {
             let f = &found[i];
             log::info!("{name}: booting {}", f.entry.id);
-            if let Err(e) = boot_entry(dev, f, dtb, ram, out) {
+            if let Err(e) = boot_entry(&mut **dev, f, dtb, ram, out) {
                 log::error!(
                     "{name} partition {}: entry {} failed: {e}; trying the next one",
                     f.part,

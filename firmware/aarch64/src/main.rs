@@ -10,6 +10,7 @@ extern crate alloc;
 mod disk;
 mod fwcfg;
 mod linux;
+mod pci;
 mod pl011;
 mod platform;
 mod rt;
@@ -123,6 +124,9 @@ extern "C" fn rust_main(dtb: usize) -> ! {
             // Then the disks.
             if let Some(ram) = ram {
                 let mut disks = disk::discover(&platform::virtio_mmio(&fdt));
+                if let Some((ecam, windows)) = pci::host_bridge(&fdt) {
+                    disks.extend(pci::disks(ecam, windows));
+                }
                 disk::boot(&mut disks, dtb, ram, &mut out);
             }
             conduit
