@@ -11,6 +11,14 @@ use libfuzzer_sys::fuzz_target;
 const MIB: u64 = 1 << 20;
 
 fuzz_target!(|data: &[u8]| {
+    // The same bytes as an arm64 Image header: parse, then place anywhere
+    // (checked arithmetic; a placement is aligned and inside RAM).
+    if let Ok(h) = ember_linux::arm64::ImageHeader::parse(data, (data.len() as u64).min(1 << 20)) {
+        let ram_end = u64::from_le_bytes(data.get(32..40).and_then(|b| b.try_into().ok()).unwrap_or([0xff; 8]));
+        if let Ok(p) = ember_linux::arm64::place(&h, data.len() as u64, 0x4180_0000, (0x4000_0000, ram_end)) {
+            assert!(p.kernel % (2 << 20) == h.text_offset && p.dtb + (2 << 20) <= ram_end);
+        }
+    }
     let mut r = Bytes(data);
     let file_size = r.u64();
     let cmdline_addr = r.u64();

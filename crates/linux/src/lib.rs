@@ -1,5 +1,5 @@
 //! The Linux x86 boot protocol (`Documentation/arch/x86/boot.rst`), 64-bit
-//! entry only.
+//! entry only; the arm64 `Image` header and placement are in [`arm64`].
 //!
 //! Loading a bzImage with it goes:
 //! 1. read [`BzImage::HEADER_BYTES`] from the file and [`BzImage::parse`] them;
@@ -18,6 +18,7 @@ use ember_mem::{E820Entry, MemError, MemKind, MemoryMap, Strategy, PAGE_SIZE};
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, IntoBytes};
 
+pub mod arm64;
 mod bootparam;
 
 pub use bootparam::{

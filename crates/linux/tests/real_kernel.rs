@@ -542,3 +542,20 @@ fn pref_address_below_1mib_is_not_honoured() {
         Err(LinuxError::PreferredAddressTaken { pref_address: 0 })
     );
 }
+
+/// The arm64 `Image` header of Debian's cloud kernel (tests/data/README.md).
+#[test]
+fn debian_arm64_image_header() {
+    use ember_linux::arm64::{place, ImageHeader};
+    let head = include_bytes!("data/vmlinuz-6.1.0-56-cloud-arm64.head64");
+    let h = ImageHeader::parse(head, 27_303_872).expect("a bootable arm64 Image");
+    assert_eq!(h.text_offset, 0);
+    assert_eq!(h.image_size, 0x1ab_0000);
+    assert_eq!(h.flags, 0xa); // little-endian, 4 KiB pages, anywhere in RAM
+                              // Where Ember's aarch64 firmware puts it with 1 GiB of RAM at 1 GiB.
+    let p = place(&h, 1_851_904, 0x4180_0000, (0x4000_0000, 0x8000_0000)).unwrap();
+    assert_eq!(
+        (p.kernel, p.initrd, p.dtb),
+        (0x4180_0000, 0x4340_0000, 0x4360_0000)
+    );
+}

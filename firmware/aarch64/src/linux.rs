@@ -7,18 +7,9 @@
 
 use crate::fwcfg::{self, FwCfg};
 use crate::pl011::Pl011;
-use core::fmt::Write;
-
-const MIB2: usize = 2 << 20;
-/// "ARM\x64" at offset 56 of an arm64 Image.
-const IMAGE_MAGIC: u32 = 0x644d_5241;
 use crate::rt::LOAD_BASE;
-/// The device tree Linux gets: at most 2 MiB (booting.rst).
-const DTB_MAX: usize = 2 << 20;
-
-fn align_up(v: usize, a: usize) -> usize {
-    v.div_ceil(a) * a
-}
+use core::fmt::Write;
+use ember_linux::arm64::{self, Arm64Error, ImageHeader, DTB_MAX};
 
 extern "C" {
     /// entry.s: MMU and caches off, then `br entry` with x0 = `dtb`.
@@ -42,48 +33,25 @@ fn clean_to_poc(start: usize, len: usize) {
     unsafe { core::arch::asm!("dsb sy", options(nostack)) };
 }
 
-/// An arm64 `Image`'s header: where it goes and how much memory it needs.
-pub struct ImageHeader {
-    pub text_offset: usize,
-    pub image_size: usize,
-}
-
-/// Check the first 64 bytes of an `Image` (magic, text_offset, image_size).
+/// Check an Image's header (`ember_linux::arm64`).
 pub fn parse_header(head: &[u8], file_len: usize) -> Result<ImageHeader, &'static str> {
-    let le64 = |o: usize| {
-        head.get(o..o + 8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_le_bytes)
-            .unwrap_or(0)
-    };
-    if head.get(56..60) != Some(&IMAGE_MAGIC.to_le_bytes()[..]) {
-        return Err("not an arm64 Image (no ARM\\x64 magic)");
-    }
-    let text_offset = le64(8) as usize;
-    let image_size = le64(16) as usize;
-    if image_size == 0 || image_size < file_len || text_offset >= MIB2 {
-        return Err("arm64 Image header: unusable text_offset or image_size");
-    }
-    Ok(ImageHeader {
-        text_offset,
-        image_size,
+    ImageHeader::parse(head, file_len as u64).map_err(|e| match e {
+        Arm64Error::Truncated | Arm64Error::BadMagic => "not an arm64 Image (no ARM\\x64 magic)",
+        Arm64Error::BigEndian => "a big-endian arm64 Image",
+        _ => "arm64 Image header: unusable text_offset or image_size",
     })
 }
 
-/// Where kernel, initrd and device tree go for an image of `hdr` with an
-/// initrd of `initrd_size` bytes: (kernel, initrd, device tree).
+/// Where kernel, initrd and device tree go: (kernel, initrd, device tree).
 pub fn place(
     hdr: &ImageHeader,
     initrd_size: usize,
     ram: (usize, usize),
 ) -> Result<(usize, usize, usize), &'static str> {
-    let kernel = LOAD_BASE + hdr.text_offset;
-    let initrd = align_up(kernel + hdr.image_size, MIB2);
-    let dtb_new = align_up(initrd + initrd_size, MIB2);
-    if LOAD_BASE < ram.0 || dtb_new + DTB_MAX > ram.0 + ram.1 {
-        return Err("kernel, initrd and device tree do not fit in RAM");
-    }
-    Ok((kernel, initrd, dtb_new))
+    let ram = (ram.0 as u64, (ram.0 as u64).saturating_add(ram.1 as u64));
+    let p = arm64::place(hdr, initrd_size as u64, LOAD_BASE as u64, ram)
+        .map_err(|_| "kernel, initrd and device tree do not fit in RAM")?;
+    Ok((p.kernel as usize, p.initrd as usize, p.dtb as usize))
 }
 
 /// Give the kernel (already at `kernel`, `kernel_len` bytes, and its initrd
@@ -103,10 +71,10 @@ pub fn start(
     // caller); its header's totalsize, capped, bounds the slice.
     let src = unsafe {
         let total = u32::from_be(core::ptr::read_volatile((dtb + 4) as *const u32)) as usize;
-        core::slice::from_raw_parts(dtb as *const u8, total.min(DTB_MAX))
+        core::slice::from_raw_parts(dtb as *const u8, total.min(DTB_MAX as usize))
     };
     // SAFETY: the 2 MiB `place` reserved above the initrd, inside RAM.
-    let dst = unsafe { core::slice::from_raw_parts_mut(dtb_new as *mut u8, DTB_MAX) };
+    let dst = unsafe { core::slice::from_raw_parts_mut(dtb_new as *mut u8, DTB_MAX as usize) };
     let start = (initrd as u64).to_be_bytes();
     let end = ((initrd + initrd_size) as u64).to_be_bytes();
     let with_initrd: [(&str, &[u8]); 3] = [
