@@ -293,6 +293,8 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
     let want = |n: &str| filter.is_none_or(|f| n.contains(f));
     if !want("aarch64-entry")
         && !want("aarch64/virt")
+        && !want("wxn/aarch64-virt")
+        && !want("fault/aarch64-virt")
         && !want("qemu-kernel/aarch64-virt")
         && !want("bls/aarch64-virt")
     {
@@ -355,6 +357,53 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
                 "FAIL aarch64/virt: console:\n{}",
                 crate::util::tail(&out, 20)
             );
+            fail += 1;
+        }
+    }
+    // Ember's self-tests through its exception report: running code it
+    // just wrote must fault (WXN), and so must reading unmapped memory.
+    for (case, test) in [
+        ("wxn/aarch64-virt", "exec"),
+        ("fault/aarch64-virt", "fault"),
+    ] {
+        if !want(case) {
+            continue;
+        }
+        let logs = crate::guest::guest_dir().join("logs");
+        mkdirs(&logs)?;
+        let log = logs.join(format!("{}.log", case.replace('/', "-")));
+        let args: Vec<std::ffi::OsString> = vec![
+            "-fw_cfg".into(),
+            format!("name=opt/ember/cmdline,string=ember.selftest={test}").into(),
+        ];
+        let (out, wall) = boot_guest(&log, &args)?;
+        let report = out
+            .lines()
+            .find(|l| l.contains("!!! Ember: "))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let ok = match test {
+            // The faulting address is the buffer Ember reported writing.
+            "exec" => out
+                .lines()
+                .find_map(|l| l.split("just written at ").nth(1))
+                .map(str::trim)
+                .is_some_and(|a| {
+                    report.contains(&format!(
+                        "instruction abort permission fault at ELR {a}, FAR {a}"
+                    ))
+                }),
+            _ => {
+                report.contains("data abort translation fault")
+                    && report.contains("FAR 0x8000000000")
+            }
+        } && out.contains("!!! Ember stopped.");
+        if ok {
+            println!("PASS {case:<24} wall {:6.1}s  {report}", wall.as_secs_f64());
+            pass += 1;
+        } else {
+            println!("FAIL {case}: console:\n{}", crate::util::tail(&out, 15));
             fail += 1;
         }
     }

@@ -55,7 +55,11 @@ _start:
     movk    x1, #0x30d8, lsl #16
     msr     sctlr_el1, x1
     isb
-    // From here on memory may be written.
+    // From here on memory may be written. Exceptions go to Ember's report.
+    adrp    x1, ember_vectors
+    add     x1, x1, :lo12:ember_vectors
+    msr     vbar_el1, x1
+    isb
     adrp    x1, __data_lma
     add     x1, x1, :lo12:__data_lma
     adrp    x2, __data_start
@@ -133,3 +137,38 @@ ember_enter_linux:
     mov     x2, xzr
     mov     x3, xzr
     br      x19
+
+// The exception vector table: every entry reports the exception through
+// ember_exception (main.rs), which does not return.
+.macro ember_vector n
+    .balign 128
+    mov     x0, #\n
+    b       ember_exception_common
+.endm
+
+.section .text.vectors, "ax"
+.balign 2048
+ember_vectors:
+    ember_vector 0
+    ember_vector 1
+    ember_vector 2
+    ember_vector 3
+    ember_vector 4
+    ember_vector 5
+    ember_vector 6
+    ember_vector 7
+    ember_vector 8
+    ember_vector 9
+    ember_vector 10
+    ember_vector 11
+    ember_vector 12
+    ember_vector 13
+    ember_vector 14
+    ember_vector 15
+ember_exception_common:
+    mrs     x1, esr_el1
+    mrs     x2, elr_el1
+    mrs     x3, far_el1
+    bl      ember_exception
+1:  wfe
+    b       1b

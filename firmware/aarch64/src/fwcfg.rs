@@ -10,6 +10,9 @@ pub const INITRD_DATA: u16 = 0x12;
 pub const CMDLINE_SIZE: u16 = 0x14;
 pub const CMDLINE_DATA: u16 = 0x15;
 
+/// The file directory.
+pub const FILE_DIR: u16 = 0x19;
+
 /// DMA control bits.
 const DMA_ERROR: u32 = 0x01;
 const DMA_READ: u32 = 0x02;
@@ -88,5 +91,36 @@ impl FwCfg {
             core::hint::spin_loop();
         }
         Err("fw_cfg DMA did not complete")
+    }
+
+    /// A named file (`-fw_cfg name=…`), read whole by DMA; `None` if
+    /// absent or unreadable. At most `limit` bytes.
+    pub fn read_file(&self, name: &str, limit: usize) -> Option<alloc::vec::Vec<u8>> {
+        if !self.has_dma() {
+            return None;
+        }
+        let mut head = [0u8; 4];
+        // SAFETY: `head` is ours for the transfer.
+        unsafe {
+            self.dma_read(FILE_DIR, head.as_mut_ptr() as usize, 4)
+                .ok()?
+        };
+        let len = ember_fwcfg::dir::Directory::required_len(&head).ok()?;
+        let mut dir = alloc::vec![0u8; len];
+        // SAFETY: `dir` is ours, `len` bytes.
+        unsafe {
+            self.dma_read(FILE_DIR, dir.as_mut_ptr() as usize, len as u32)
+                .ok()?
+        };
+        let d = ember_fwcfg::dir::Directory::parse(&dir).ok()?;
+        let f = d.find(name)?;
+        let size = (f.size as usize).min(limit);
+        let mut buf = alloc::vec![0u8; size];
+        // SAFETY: `buf` is ours, `size` bytes.
+        unsafe {
+            self.dma_read(f.select, buf.as_mut_ptr() as usize, size as u32)
+                .ok()?
+        };
+        Some(buf)
     }
 }

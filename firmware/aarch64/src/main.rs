@@ -113,6 +113,14 @@ extern "C" fn rust_main(dtb: usize) -> ! {
                     // SAFETY: the fw_cfg registers the device tree names,
                     // inside the device window the entry maps.
                     let fw = unsafe { fwcfg::FwCfg::new(base) };
+                    let opts = fw.read_file("opt/ember/cmdline", 4096).unwrap_or_default();
+                    let opts = core::str::from_utf8(&opts).unwrap_or("");
+                    if let Some(t) = opts
+                        .split_ascii_whitespace()
+                        .find_map(|w| w.strip_prefix("ember.selftest="))
+                    {
+                        selftest(t, &mut out);
+                    }
                     if let Err(e) = linux::boot(&fw, dtb, ram, &mut out) {
                         let _ = writeln!(out, "Linux: {e}");
                     }
@@ -142,6 +150,84 @@ extern "C" fn rust_main(dtb: usize) -> ! {
     );
     psci(conduit, PSCI_SYSTEM_OFF);
     halt()
+}
+
+/// What an exception class (ESR_EL1.EC) is.
+fn exception_class(ec: u64) -> &'static str {
+    match ec {
+        0x00 => "unknown reason",
+        0x07 => "FP/SIMD access trapped",
+        0x0e => "illegal execution state",
+        0x15 => "SVC",
+        0x18 => "system register access trapped",
+        0x20 | 0x21 => "instruction abort",
+        0x22 => "PC alignment fault",
+        0x24 | 0x25 => "data abort",
+        0x26 => "SP alignment fault",
+        0x2f => "SError",
+        0x3c => "BRK",
+        _ => "other",
+    }
+}
+
+/// Data/instruction abort status (ISS DFSC/IFSC, bits 5:0).
+fn fault_status(iss: u64) -> &'static str {
+    match iss & 0x3f {
+        0x04..=0x07 => "translation fault (not mapped)",
+        0x09..=0x0b => "access flag fault",
+        0x0d..=0x0f => "permission fault",
+        0x21 => "alignment fault",
+        _ => "",
+    }
+}
+
+/// Every exception ends here (entry.s's vector table): say what happened
+/// and where, then power off — Ember cannot continue after one.
+#[no_mangle]
+extern "C" fn ember_exception(vector: u64, esr: u64, elr: u64, far: u64) -> ! {
+    // SAFETY: virt's PL011, as in rust_main.
+    let mut out = unsafe { pl011::Pl011::new(UART) };
+    let ec = esr >> 26;
+    let kind = ["synchronous", "IRQ", "FIQ", "SError"][(vector & 3) as usize];
+    let _ = writeln!(
+        out,
+        "\n!!! Ember: {kind} exception (vector {vector}): {} {} at ELR {elr:#x}, FAR {far:#x} (ESR_EL1 {esr:#x})",
+        exception_class(ec),
+        if matches!(ec, 0x20 | 0x21 | 0x24 | 0x25) { fault_status(esr) } else { "" }
+    );
+    let _ = writeln!(out, "!!! Ember stopped.");
+    psci(Conduit::Hvc, PSCI_SYSTEM_OFF);
+    halt()
+}
+
+/// `ember.selftest=fault|exec` (from `-fw_cfg name=opt/ember/cmdline`):
+/// show that the exception report works and that writable memory cannot be
+/// executed (WXN), by reading an address the tables do not map or by
+/// running an instruction Ember has just written to RAM.
+fn selftest(what: &str, out: &mut pl011::Pl011) {
+    match what {
+        "fault" => {
+            let addr = 0x80_0000_0000usize; // 512 GiB: beyond the tables
+            let _ = writeln!(out, "selftest: reading {addr:#x}");
+            // SAFETY: deliberately faults; the exception report ends Ember.
+            let _ = unsafe { core::ptr::read_volatile(addr as *const u64) };
+        }
+        "exec" => {
+            static mut CODE: [u32; 4] = [0xd65f_03c0; 4]; // `ret`
+            let addr = core::ptr::addr_of!(CODE) as usize;
+            let _ = writeln!(out, "selftest: running the `ret` just written at {addr:#x}");
+            // SAFETY: deliberately branches into writable (hence, under WXN,
+            // execute-never) RAM; the instruction abort ends Ember.
+            unsafe { core::arch::asm!("blr {}", in(reg) addr, out("x30") _) };
+            let _ = writeln!(
+                out,
+                "selftest: writable memory executed: WXN is NOT in force"
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "selftest: unknown test {what:?}");
+        }
+    }
 }
 
 fn on(b: bool) -> &'static str {
