@@ -115,6 +115,14 @@ extern "C" fn rust_main(dtb: usize) -> ! {
                     let fw = unsafe { fwcfg::FwCfg::new(base) };
                     let opts = fw.read_file("opt/ember/cmdline", 4096).unwrap_or_default();
                     let opts = core::str::from_utf8(&opts).unwrap_or("");
+                    // ember.log=error|warn|info|debug|trace, as on x86_64.
+                    if let Some(l) = opts
+                        .split_ascii_whitespace()
+                        .find_map(|w| w.strip_prefix("ember.log="))
+                        .and_then(|l| l.parse::<log::LevelFilter>().ok())
+                    {
+                        log::set_max_level(l);
+                    }
                     if let Some(t) = opts
                         .split_ascii_whitespace()
                         .find_map(|w| w.strip_prefix("ember.selftest="))
