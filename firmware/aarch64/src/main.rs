@@ -221,8 +221,11 @@ fn selftest(what: &str, out: &mut pl011::Pl011) {
             let _ = unsafe { core::ptr::read_volatile(addr as *const u64) };
         }
         "exec" => {
-            static mut CODE: [u32; 4] = [0xd65f_03c0; 4]; // `ret`
-            let addr = core::ptr::addr_of!(CODE) as usize;
+            // `ret`, in writable .data (atomics: written at run time, no
+            // `static mut`).
+            static CODE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+            CODE.store(0xd65f_03c0, core::sync::atomic::Ordering::SeqCst);
+            let addr = CODE.as_ptr() as usize;
             let _ = writeln!(out, "selftest: running the `ret` just written at {addr:#x}");
             // SAFETY: deliberately branches into writable (hence, under WXN,
             // execute-never) RAM; the instruction abort ends Ember.
