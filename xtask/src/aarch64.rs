@@ -287,6 +287,41 @@ fn boot_guest_bare(log: &Path, args: &[std::ffi::OsString]) -> Result<(String, D
     ))
 }
 
+/// A per-run token for a guest command line: only a command line that
+/// reached Linux carries it back in the marker.
+fn run_token() -> String {
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!("ember.token={ns:x}")
+}
+
+/// The guest's marker (what follows `EMBER-MARKER: `), or "".
+fn marker(out: &str) -> &str {
+    out.lines()
+        .find_map(|l| l.split("EMBER-MARKER: ").nth(1))
+        .map(str::trim)
+        .unwrap_or("")
+}
+
+/// Print a case's PASS line, or its FAIL line with the console's tail;
+/// returns (passed, failed).
+fn verdict(case: &str, ok: bool, wall: Duration, summary: &str, out: &str) -> (usize, usize) {
+    if ok {
+        println!(
+            "PASS {case:<24} wall {:6.1}s  {summary}",
+            wall.as_secs_f64()
+        );
+        (1, 0)
+    } else {
+        println!(
+            "FAIL {case}: {summary}; console:\n{}",
+            crate::util::tail(out, 25)
+        );
+        (0, 1)
+    }
+}
+
 /// The entry check and the boot on `virt`; returns (passed, failed).
 pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
     let (mut pass, mut fail) = (0, 0);
@@ -346,19 +381,10 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
             && out.contains("block device (ID 2)")
             && out.contains("PCIe: ECAM at")
             && out.contains("powering off");
-        if ok {
-            println!(
-                "PASS aarch64/virt          wall {:6.1}s  {banner}; {mem_mib} MiB; PL031 date, fw_cfg, virtio-blk and ECAM found; PSCI power-off",
-                t0.elapsed().as_secs_f64()
-            );
-            pass += 1;
-        } else {
-            println!(
-                "FAIL aarch64/virt: console:\n{}",
-                crate::util::tail(&out, 20)
-            );
-            fail += 1;
-        }
+        let summary = format!("{banner}; {mem_mib} MiB; PL031 date, fw_cfg, virtio-blk and ECAM found; PSCI power-off");
+        let (p, f) = verdict("aarch64/virt", ok, t0.elapsed(), &summary, &out);
+        pass += p;
+        fail += f;
     }
     // Ember's self-tests through its exception report: running code it
     // just wrote must fault (WXN), and so must reading unmapped memory.
@@ -399,26 +425,16 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
                     && report.contains("FAR 0x8000000000")
             }
         } && out.contains("!!! Ember stopped.");
-        if ok {
-            println!("PASS {case:<24} wall {:6.1}s  {report}", wall.as_secs_f64());
-            pass += 1;
-        } else {
-            println!("FAIL {case}: console:\n{}", crate::util::tail(&out, 15));
-            fail += 1;
-        }
+        let (p, f) = verdict(case, ok, wall, &report, &out);
+        pass += p;
+        fail += f;
     }
     if want("qemu-kernel/aarch64-virt") {
         let (kernel, initrd) = guest()?;
         let dir = crate::guest::guest_dir().join("logs");
         mkdirs(&dir)?;
         let log = dir.join("qemu-kernel-aarch64-virt.log");
-        // A per-run token: only a command line that reached Linux has it.
-        let token = format!(
-            "ember.token={:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
-        );
+        let token = run_token();
         let args: Vec<std::ffi::OsString> = vec![
             "-kernel".into(),
             kernel.clone().into(),
@@ -428,38 +444,18 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
             format!("console=ttyAMA0 panic=-1 {token}").into(),
         ];
         let (out, wall) = boot_guest(&log, &args)?;
-        let marker = out
-            .lines()
-            .find_map(|l| l.split("EMBER-MARKER: ").nth(1))
-            .map(str::trim)
-            .unwrap_or("");
-        if marker.starts_with("arm64-kernel")
-            && marker.contains(&token)
-            && out.contains("with the MMU off")
-        {
-            println!(
-                "PASS qemu-kernel/aarch64-virt wall {:6.1}s  Debian arm64 kernel + initramfs via fw_cfg DMA, /chosen edited; marker: {marker}",
-                wall.as_secs_f64()
-            );
-            pass += 1;
-        } else {
-            println!(
-                "FAIL qemu-kernel/aarch64-virt: no marker with {token}; console:\n{}",
-                crate::util::tail(&out, 25)
-            );
-            fail += 1;
-        }
+        let m = marker(&out);
+        let ok =
+            m.starts_with("arm64-kernel") && m.contains(&token) && out.contains("with the MMU off");
+        let summary = format!("Debian arm64 kernel + initramfs via fw_cfg DMA, /chosen edited; marker with {token}: {m}");
+        let (p, f) = verdict("qemu-kernel/aarch64-virt", ok, wall, &summary, &out);
+        pass += p;
+        fail += f;
     }
     if want("bls/aarch64-virt") {
         let (kernel, initrd) = guest()?;
         let dir = crate::guest::guest_dir().join("arm64");
-        let token = format!(
-            "ember.token={:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
-                ^ 0x5a5a
-        );
+        let token = run_token();
         // GPT, a FAT32 ESP with the Image, the initramfs and one type #1
         // entry whose options carry the token; a decoy entry for x86_64
         // (first in sort order) that Ember must skip.
@@ -513,27 +509,14 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
                 device.into(),
             ];
             let (out, wall) = boot_guest(&log, &args)?;
-            let marker = out
-                .lines()
-                .find_map(|l| l.split("EMBER-MARKER: ").nth(1))
-                .map(str::trim)
-                .unwrap_or("");
-            if marker.starts_with("arm64-kernel")
-                && marker.contains(&token)
-                && out.contains("skipped, architecture")
-            {
-                println!(
-                    "PASS {case:<24} wall {:6.1}s  {what}, GPT, FAT32, BLS type #1 (an x64 entry skipped), Debian arm64 kernel; marker: {marker}",
-                    wall.as_secs_f64()
-                );
-                pass += 1;
-            } else {
-                println!(
-                    "FAIL {case}: no marker with {token}; console:\n{}",
-                    crate::util::tail(&out, 25)
-                );
-                fail += 1;
-            }
+            let m = marker(&out);
+            let ok = m.starts_with("arm64-kernel")
+                && m.contains(&token)
+                && out.contains("skipped, architecture");
+            let summary = format!("{what}, GPT, FAT32, BLS type #1 (an x64 entry skipped), Debian arm64 kernel; marker with {token}: {m}");
+            let (p, f) = verdict(case, ok, wall, &summary, &out);
+            pass += p;
+            fail += f;
         }
     }
     Ok((pass, fail))
@@ -664,10 +647,9 @@ pub fn bench(runs: usize) -> Result<bool> {
             all.extend(args.iter().cloned());
             all.extend(os(&["-icount", "shift=0,sleep=off"]));
             let (out, wall) = boot_guest_bare(&log, &all)?;
-            let tsc = out
-                .lines()
-                .find_map(|l| l.split("EMBER-MARKER: ").nth(1))
-                .and_then(|m| m.split_whitespace().find_map(|w| w.strip_prefix("tsc=")))
+            let tsc = marker(&out)
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("tsc="))
                 .and_then(|t| t.parse::<u64>().ok());
             let Some(tsc) = tsc else {
                 return Err(format!(
