@@ -247,7 +247,6 @@ fn boot_guest(log: &Path, args: &[std::ffi::OsString]) -> Result<(String, Durati
 /// virt with exactly `args` (memory and firmware included), until the
 /// guest powers off (at most 300 s).
 fn boot_guest_bare(log: &Path, args: &[std::ffi::OsString]) -> Result<(String, Duration)> {
-    let _ = std::fs::remove_file(log);
     let mut c = tool("qemu-system-aarch64");
     c.args([
         "-machine",
@@ -271,20 +270,7 @@ fn boot_guest_bare(log: &Path, args: &[std::ffi::OsString]) -> Result<(String, D
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::null());
-    let mut child = c.spawn().map_err(|e| format!("qemu-system-aarch64: {e}"))?;
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(300) {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    Ok((
-        std::fs::read_to_string(log).unwrap_or_default(),
-        start.elapsed(),
-    ))
+    crate::util::run_qemu_to_exit(c, log)
 }
 
 /// A per-run token for a guest command line: only a command line that

@@ -205,3 +205,28 @@ pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// Run a QEMU whose serial console goes to `log` until it exits (the guest
+/// powered off) or 300 s pass, then kill it; returns the log and the wall
+/// time.
+pub fn run_qemu_to_exit(
+    mut cmd: std::process::Command,
+    log: &Path,
+) -> Result<(String, std::time::Duration)> {
+    use std::time::{Duration, Instant};
+    let _ = std::fs::remove_file(log);
+    let mut child = cmd.spawn().map_err(|e| format!("qemu: {e}"))?;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(300) {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok((
+        std::fs::read_to_string(log).unwrap_or_default(),
+        start.elapsed(),
+    ))
+}

@@ -264,19 +264,8 @@ fn qemu_run(vars: &Path, disk: &Path, log: &Path) -> Result<String> {
     run_until_exit(command(vars, disk, log), log)
 }
 
-fn run_until_exit(mut cmd: Command, log: &Path) -> Result<String> {
-    let _ = std::fs::remove_file(log);
-    let mut child = cmd.spawn().map_err(|e| format!("qemu: {e}"))?;
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(300) {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    Ok(std::fs::read_to_string(log).unwrap_or_default())
+fn run_until_exit(cmd: Command, log: &Path) -> Result<String> {
+    crate::util::run_qemu_to_exit(cmd, log).map(|(out, _)| out)
 }
 
 /// Kills during variable writes where there is no variable flash: microvm
