@@ -77,6 +77,9 @@ const ROOT_MIB: u64 = 1024;
 /// for a loaded CI machine.
 const VM1_TIMEOUT: Duration = Duration::from_secs(600);
 const VM2_TIMEOUT: Duration = Duration::from_secs(300);
+/// A booting or shutting-down guest writes to its console every few
+/// seconds; this long a silence means it has stalled.
+const STALL: Duration = Duration::from_secs(150);
 
 /// The firmware the test runs under.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -627,7 +630,8 @@ struct VmRun {
     stderr: String,
 }
 
-/// Run QEMU until it exits, `stop` returns a reason, or `timeout`.
+/// Run QEMU until it exits, `stop` returns a reason, its console stays
+/// silent for [`STALL`], or `timeout`.
 fn run_vm(
     mut cmd: Command,
     log: &Path,
@@ -640,6 +644,7 @@ fn run_vm(
         .map_err(|e| format!("cannot start `{}`: {e}", describe(&cmd)))?;
     let start = Instant::now();
     let mut stopped = None;
+    let (mut seen, mut last_output) = (0, Instant::now());
     loop {
         std::thread::sleep(Duration::from_millis(500));
         if let Ok(Some(_)) = child.try_wait() {
@@ -648,6 +653,15 @@ fn run_vm(
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if let Some(why) = stop(&text) {
             stopped = Some(why);
+            break;
+        }
+        if text.len() != seen {
+            (seen, last_output) = (text.len(), Instant::now());
+        } else if last_output.elapsed() > STALL {
+            stopped = Some(format!(
+                "{STALL_WORDS} {}s (guest stalled)",
+                STALL.as_secs()
+            ));
             break;
         }
         if start.elapsed() > timeout {
@@ -664,6 +678,8 @@ fn run_vm(
         stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
     })
 }
+
+const STALL_WORDS: &str = "no console output for";
 
 /// A guest that panics (and reboots, without -no-reboot) will not recover.
 fn panicked(log: &str) -> Option<String> {
@@ -691,6 +707,39 @@ pub fn test(filter: Option<&str>, fw: Firmware) -> Result<(usize, usize)> {
     }
     let t0 = Instant::now();
     let img = image()?;
+    let mut first = attempt(fw, &img)?;
+    // OVMF is only the reference that proves the test itself; under TCG it
+    // has (rarely) frozen in the guest's shutdown sync. A stalled reference
+    // run gets one more try; Ember's never does.
+    if fw == Firmware::Ovmf && !first.pass && first.report.contains(STALL_WORDS) {
+        println!(
+            "note: {name} stalled, retrying the reference once:\n{}",
+            first.report
+        );
+        first = attempt(fw, &img)?;
+    }
+    if first.pass {
+        println!(
+            "PASS {name:<24} wall {:6.1}s  {}",
+            t0.elapsed().as_secs_f64(),
+            first.report
+        );
+        Ok((1, 0))
+    } else {
+        println!("FAIL {name}: {}", first.report);
+        Ok((0, 1))
+    }
+}
+
+struct Attempt {
+    pass: bool,
+    /// The summary, and on failure the problems and the consoles' tails.
+    report: String,
+}
+
+/// One run of the test's two VMs under `fw` on `img`.
+fn attempt(fw: Firmware, img: &Path) -> Result<Attempt> {
+    let img = img.to_path_buf();
     let dir = debian_dir().join(format!("run-{}", fw.key()));
     mkdirs(&dir)?;
     let vars = dir.join("vars.fd");
@@ -821,26 +870,27 @@ pub fn test(filter: Option<&str>, fw: Firmware) -> Result<(usize, usize)> {
         all.last().map_or("", |m| m.get("analyze"))
     );
     if problems.is_empty() {
-        println!(
-            "PASS {name:<24} wall {:6.1}s  {summary}",
-            t0.elapsed().as_secs_f64()
-        );
-        Ok((1, 0))
-    } else {
-        println!("FAIL {name}: {}\n  {summary}", problems.join("; "));
-        for (n, v, log) in [(1, Some(&vm1), &log1), (2, vm2.as_ref(), &log2)] {
-            let Some(v) = v else { continue };
-            println!(
-                "  --- VM {n} serial ({}) ---\n{}",
-                log.display(),
-                tail(&v.log, 40)
-            );
-            if !v.stderr.is_empty() {
-                println!("  --- VM {n} QEMU stderr ---\n{}", tail(&v.stderr, 10));
-            }
-        }
-        Ok((0, 1))
+        return Ok(Attempt {
+            pass: true,
+            report: summary,
+        });
     }
+    let mut report = format!("{}\n  {summary}", problems.join("; "));
+    for (n, v, log) in [(1, Some(&vm1), &log1), (2, vm2.as_ref(), &log2)] {
+        let Some(v) = v else { continue };
+        report += &format!(
+            "\n  --- VM {n} serial ({}) ---\n{}",
+            log.display(),
+            tail(&v.log, 40)
+        );
+        if !v.stderr.is_empty() {
+            report += &format!("\n  --- VM {n} QEMU stderr ---\n{}", tail(&v.stderr, 10));
+        }
+    }
+    Ok(Attempt {
+        pass: false,
+        report,
+    })
 }
 
 /// Far above Ember's own time to the loader (tens of ms under TCG), far
