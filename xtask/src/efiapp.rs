@@ -5,9 +5,10 @@
 
 use crate::disk::{self, Disk, Fs, Kind, Part, Scenario, Src, Table};
 use crate::firmware;
+use crate::firmware::dist_vars;
 use crate::guest::guest_dir;
 use crate::qemu::{self, Boot, Machine, Serial};
-use crate::util::{cargo, describe, mkdirs, output, root, run, tail, target_dir, Result};
+use crate::util::{cargo, copy, describe, mkdirs, output, root, run, tail, target_dir, Result};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,7 +22,12 @@ const SUMMARY: &str = "CONFORMANCE: ";
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Fw {
     Ovmf,
+    /// Ember behind qboot (`-kernel`): variables on the ESP, volatile at
+    /// runtime.
     Ember,
+    /// Ember as the firmware with a variable flash: the flash store must
+    /// also work at the virtual addresses.
+    EmberPflash,
 }
 
 impl Fw {
@@ -29,6 +35,7 @@ impl Fw {
         match self {
             Fw::Ovmf => "conformance/ovmf",
             Fw::Ember => "conformance/ember",
+            Fw::EmberPflash => "conformance/ember-pflash",
         }
     }
 }
@@ -245,8 +252,59 @@ pub fn boot(fw: Fw, disk: &Path, timeout: Duration) -> Result<Outcome> {
                 Serial::File(&log),
             )
         }
+        Fw::EmberPflash => {
+            // A writable copy of the blank store, read back afterwards.
+            firmware::build()?;
+            copy(&dist_vars(), &vars_copy())?;
+            crate::varcrash::command(&vars_copy(), disk, &log)
+        }
     };
-    Ok(run_qemu(cmd, &log, timeout))
+    let mut out = run_qemu(cmd, &log, timeout);
+    if fw == Fw::EmberPflash && out.summary.is_some() && out.problem.is_none() {
+        out.problem = check_flash(&vars_copy()).err();
+    }
+    Ok(out)
+}
+
+fn vars_copy() -> PathBuf {
+    guest_dir()
+        .join("logs")
+        .join("conformance-ember-pflash-vars.fd")
+}
+
+/// The variable flash after the app ran: what it wrote from virtual mode
+/// is there, and what it deleted from virtual mode is gone.
+fn check_flash(path: &Path) -> Result<()> {
+    use ember_varstore::{sim::SimFlash, Config, Store};
+    let image = std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let (store, _) = Store::open(SimFlash::from_image(image), Config::default())
+        .map_err(|e| format!("the variable flash after the run: {e}"))?;
+    // The app's vendor GUID 6d1c0a55-3e2f-4b8a-9c47-517e0b26d413, as stored.
+    let guid = [
+        0x55, 0x0a, 0x1c, 0x6d, 0x2f, 0x3e, 0x8a, 0x4b, 0x9c, 0x47, 0x51, 0x7e, 0x0b, 0x26, 0xd4,
+        0x13,
+    ];
+    let name = |s: &str| s.encode_utf16().collect::<Vec<u16>>();
+    match store.get(&guid, &name("EmberVirtKept")) {
+        Some(v) if v.data == b"written at a virtual address" => {}
+        Some(v) => {
+            return Err(format!(
+                "EmberVirtKept on the flash holds {:?}, not what the app wrote in virtual mode",
+                String::from_utf8_lossy(&v.data)
+            ))
+        }
+        None => {
+            return Err(
+                "EmberVirtKept, written in virtual mode, is not on the variable flash".into(),
+            )
+        }
+    }
+    if store.get(&guid, &name("EmberVirtProbe")).is_some() {
+        return Err(
+            "EmberVirtProbe, deleted in virtual mode, is still on the variable flash".into(),
+        );
+    }
+    Ok(())
 }
 
 /// Print the case's verdict (with the FAIL lines or the log's tail); returns pass/fail.
@@ -298,7 +356,7 @@ pub fn report(fw: Fw, out: &Outcome) -> bool {
 pub fn test(filter: Option<&str>, with_ember: bool, timeout: Duration) -> Result<(usize, usize)> {
     let mut fws = vec![Fw::Ovmf];
     if with_ember {
-        fws.push(Fw::Ember);
+        fws.extend([Fw::Ember, Fw::EmberPflash]);
     }
     fws.retain(|f| filter.is_none_or(|s| f.case_name().contains(s)));
     if fws.is_empty() {

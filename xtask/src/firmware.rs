@@ -1,7 +1,7 @@
 //! `cargo xtask build`: the Ember PVH ELF for x86_64-unknown-none and the
 //! images cut from it; then the aarch64 image (aarch64.rs).
 
-use crate::util::{cargo, cargo_target_dir, copy, mkdirs, output, run, target_dir, write, Result};
+use crate::util::{cargo, cargo_target_dir, mkdirs, output, run, target_dir, write, Result};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -53,13 +53,18 @@ pub fn build() -> Result<PathBuf> {
         .join("ember-x86_64");
     let dist = dist_elf();
     mkdirs(dist.parent().expect("dist has a parent"))?;
-    let size = copy(&built, &dist)?;
+    let linked = std::fs::read(&built).map_err(|e| format!("read {}: {e}", built.display()))?;
+    // The runtime relocation table filled in, symbols and records dropped.
+    let prepared = crate::reloc::prepare(&linked)?;
+    let elf = prepared.elf;
+    write(&dist, &elf)?;
     println!(
-        "{}: {size} bytes ({:.1} KiB)",
+        "{}: {} bytes ({:.1} KiB), {} pointers to move at SetVirtualAddressMap",
         dist.display(),
-        size as f64 / 1024.0
+        elf.len(),
+        elf.len() as f64 / 1024.0,
+        prepared.pointers
     );
-    let elf = std::fs::read(&built).map_err(|e| format!("read {}: {e}", built.display()))?;
     let img = crate::image::load_image(&elf)?;
     let dir = dist.parent().expect("dist has a parent");
     for (name, bytes) in [

@@ -27,6 +27,7 @@ pub const TARGETS: &[&str] = &[
     "varstore",
     "fat",
     "dtb",
+    "varsnap",
 ];
 
 /// cargo-fuzz release installed when `cargo fuzz` is missing.

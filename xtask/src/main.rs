@@ -13,6 +13,7 @@ mod fuzz;
 mod guest;
 mod image;
 mod qemu;
+mod reloc;
 mod size;
 mod test;
 mod tools;

@@ -43,7 +43,7 @@ fn app_disk(name: &'static str, options: &str, app: &Path) -> Result<Vec<PathBuf
 
 /// q35 with Ember's flash image as pflash unit 0 and `vars` (writable, the
 /// file under test) as unit 1.
-fn command(vars: &Path, disk: &Path, log: &Path) -> Command {
+pub fn command(vars: &Path, disk: &Path, log: &Path) -> Command {
     let mut c = tool("qemu-system-x86_64");
     c.args([
         "-machine",

@@ -461,5 +461,144 @@ impl VarStore {
     }
 }
 
+/// Why [`VarStore::restore`] refused a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// Not a snapshot: wrong magic.
+    Magic,
+    /// The bytes end inside a record (the offset where one was expected).
+    Truncated(usize),
+    /// A record breaks a store rule (empty name, NUL in it, a name listed
+    /// twice, or more than the limits allow).
+    Invalid(&'static str),
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotError::Magic => write!(f, "not a variable snapshot"),
+            SnapshotError::Truncated(at) => write!(f, "snapshot truncated at byte {at}"),
+            SnapshotError::Invalid(why) => write!(f, "snapshot record invalid: {why}"),
+        }
+    }
+}
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"EMBVARS1";
+const SNAPSHOT_RUNTIME: u32 = 1;
+const RECORD_READ_ONLY: u32 = 1;
+
+/// Little-endian reader over a snapshot that fails instead of panicking.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], SnapshotError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .ok_or(SnapshotError::Truncated(self.at))?;
+        let s = self
+            .bytes
+            .get(self.at..end)
+            .ok_or(SnapshotError::Truncated(self.at))?;
+        self.at = end;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32, SnapshotError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+impl VarStore {
+    /// The whole store (every variable, read-only marks, the runtime rules
+    /// flag; not the limits) as position-independent bytes: Ember
+    /// rebuilds its store from them at the virtual address the OS gives
+    /// it (`SetVirtualAddressMap`), where the old heap's pointers mean
+    /// nothing.
+    ///
+    /// Layout, little-endian: magic `EMBVARS1`, flags (`u32`, bit 0:
+    /// runtime rules), record count (`u32`); per record: name length in
+    /// UCS-2 units, attributes, flags (bit 0: read-only) and data length
+    /// (`u32` each), the GUID (16 bytes), the name, the data.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.used + self.vars.len() * 32);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        let flags = if self.runtime { SNAPSHOT_RUNTIME } else { 0 };
+        out.extend_from_slice(&flags.to_le_bytes());
+        out.extend_from_slice(&(self.vars.len() as u32).to_le_bytes());
+        for (key, v) in &self.vars {
+            let (name, guid) = key;
+            let ro = if self.read_only.contains(key) {
+                RECORD_READ_ONLY
+            } else {
+                0
+            };
+            for x in [name.len() as u32, v.attrs, ro, v.data.len() as u32] {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            out.extend_from_slice(&guid.0);
+            for unit in name {
+                out.extend_from_slice(&unit.to_le_bytes());
+            }
+            out.extend_from_slice(&v.data);
+        }
+        out
+    }
+
+    /// The store a [`snapshot`](Self::snapshot) describes, under `limits`.
+    /// Hostile bytes give an error, never a panic: every length is checked
+    /// against what is left.
+    pub fn restore(limits: VarLimits, bytes: &[u8]) -> Result<VarStore, SnapshotError> {
+        let mut r = Reader { bytes, at: 0 };
+        if r.take(8)? != SNAPSHOT_MAGIC {
+            return Err(SnapshotError::Magic);
+        }
+        let flags = r.u32()?;
+        let count = r.u32()?;
+        let mut store = VarStore::new(limits);
+        for _ in 0..count {
+            let (units, attrs, ro, len) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?);
+            let mut guid = [0u8; 16];
+            guid.copy_from_slice(r.take(16)?);
+            let name_bytes = r.take((units as usize).saturating_mul(2))?;
+            let name: Vec<u16> = name_bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            let data = r.take(len as usize)?;
+            if name.is_empty() || name.contains(&0) {
+                return Err(SnapshotError::Invalid("empty name or NUL in a name"));
+            }
+            let size = var_size(&name, data.len());
+            if size > limits.max_var_size {
+                return Err(SnapshotError::Invalid("a variable over the size limit"));
+            }
+            store.used = store.used.saturating_add(size);
+            if store.used > limits.total {
+                return Err(SnapshotError::Invalid("more data than the store holds"));
+            }
+            let key = (name, Guid(guid));
+            if ro & RECORD_READ_ONLY != 0 {
+                store.read_only.insert(key.clone());
+            }
+            let var = Var {
+                attrs,
+                data: data.to_vec(),
+            };
+            if store.vars.insert(key, var).is_some() {
+                return Err(SnapshotError::Invalid("a variable listed twice"));
+            }
+        }
+        if r.at != bytes.len() {
+            return Err(SnapshotError::Invalid("bytes after the last record"));
+        }
+        store.runtime = flags & SNAPSHOT_RUNTIME != 0;
+        Ok(store)
+    }
+}
+
 #[cfg(test)]
 mod tests;

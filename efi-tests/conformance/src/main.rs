@@ -4,7 +4,9 @@
 //! definitions) so it sees the exact status codes, and compares them with
 //! what the UEFI specification requires. Each check prints `ok NAME` or
 //! `FAIL NAME: WHY` on ConOut; the run ends with
-//! `CONFORMANCE: N passed, M failed` and `ResetSystem(EfiResetShutdown)`.
+//! `CONFORMANCE: N passed, M failed` and `ResetSystem(EfiResetShutdown)`,
+//! called, like the last checks, after ExitBootServices and
+//! SetVirtualAddressMap at the virtual address (`virtual.rs`).
 //!
 //! The same binary also runs as its own child image (LoadImage from a
 //! buffer, then StartImage): it recognises that case by the load options the
@@ -31,6 +33,7 @@ mod protocols;
 mod runtime;
 mod util;
 mod varstress;
+mod r#virtual;
 
 use core::ffi::c_void;
 use r_efi::efi;
@@ -78,7 +81,8 @@ extern "efiapi" fn efi_main(image: efi::Handle, st: *mut efi::SystemTable) -> ef
         media::run();
         console::run();
         runtime::run();
-        out::summary_and_shutdown()
+        // Last: it ends boot services and powers off from virtual mode.
+        r#virtual::run()
     }
 }
 

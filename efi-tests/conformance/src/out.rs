@@ -3,7 +3,7 @@
 
 use crate::util;
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use r_efi::efi;
 
 static PASSED: AtomicU32 = AtomicU32::new(0);
@@ -16,8 +16,39 @@ struct ConOut {
     len: usize,
 }
 
+/// After ExitBootServices there is no ConOut: lines go to COM1 directly.
+static SERIAL: AtomicBool = AtomicBool::new(false);
+
+/// Send further output straight to COM1 (the port OVMF and Ember use for
+/// their console under `-nographic`).
+pub fn to_serial() {
+    SERIAL.store(true, Ordering::Relaxed);
+}
+
+fn serial_byte(b: u8) {
+    // SAFETY: COM1's line-status and data ports; waiting (bounded) for the
+    // transmitter to take the byte.
+    unsafe {
+        for _ in 0..100_000 {
+            let lsr: u8;
+            core::arch::asm!("in al, dx", out("al") lsr, in("dx") 0x3fdu16);
+            if lsr & 0x20 != 0 {
+                break;
+            }
+        }
+        core::arch::asm!("out dx, al", in("dx") 0x3f8u16, in("al") b);
+    }
+}
+
 impl ConOut {
     fn flush(&mut self) {
+        if SERIAL.load(Ordering::Relaxed) {
+            for &c in &self.buf[..self.len] {
+                serial_byte(u8::try_from(c).unwrap_or(b'?'));
+            }
+            self.len = 0;
+            return;
+        }
         self.buf[self.len] = 0;
         // SAFETY: the system table and ConOut stay valid during boot services;
         // the buffer is NUL-terminated.
@@ -134,6 +165,12 @@ impl fmt::Display for St {
 
 /// Print the summary and power the VM off.
 pub unsafe fn summary_and_shutdown() -> ! {
+    summary_and_shutdown_with(util::rt())
+}
+
+/// The same, through the runtime services table `rt` (its virtual address
+/// after SetVirtualAddressMap).
+pub unsafe fn summary_and_shutdown_with(rt: &efi::RuntimeServices) -> ! {
     let (p, fl) = (
         PASSED.load(Ordering::Relaxed),
         FAILED.load(Ordering::Relaxed),
@@ -144,7 +181,7 @@ pub unsafe fn summary_and_shutdown() -> ! {
     } else {
         efi::Status::ABORTED
     };
-    (util::rt().reset_system)(efi::RESET_SHUTDOWN, status, 0, core::ptr::null_mut());
+    (rt.reset_system)(efi::RESET_SHUTDOWN, status, 0, core::ptr::null_mut());
     // ResetSystem must not return; if it does, say so and hang for the harness.
     line(format_args!("FAIL ResetSystem(EfiResetShutdown) returned"));
     loop {

@@ -47,7 +47,8 @@ fn code_flash_size() -> u64 {
 
 impl Pflash {
     fn write8(&mut self, off: u64, v: u8) {
-        // SAFETY: inside the device found by `probe` (identity-mapped MMIO).
+        // SAFETY: inside the device found by `probe` (identity-mapped MMIO),
+        // or given to `at` with its mapping.
         unsafe { core::ptr::write_volatile((self.base + off) as usize as *mut u8, v) }
     }
 
@@ -94,6 +95,16 @@ impl Pflash {
 
     pub fn base(&self) -> u64 {
         self.base
+    }
+
+    /// The same device at another address: where the OS mapped it for
+    /// runtime services (SetVirtualAddressMap).
+    ///
+    /// # Safety
+    /// `[base, base + len)` must be this device's registers, mapped
+    /// uncached, and used by nothing else.
+    pub unsafe fn at(base: u64, len: u32) -> Pflash {
+        Pflash { base, len }
     }
 
     /// Wait for the status register to say ready; report errors.

@@ -23,6 +23,7 @@ mod phys;
 mod platform;
 mod power;
 mod pvh;
+mod reloc;
 mod time;
 
 /// How Ember was entered (entry.s passes it as the second argument).

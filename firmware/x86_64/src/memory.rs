@@ -8,6 +8,7 @@
 use crate::arch::io::{inb, outb};
 use crate::arch::paging;
 use crate::{phys, pvh};
+use core::sync::atomic::{AtomicU64, Ordering};
 use ember_mem::{MemKind, MemoryMap, Strategy, PAGE_SIZE};
 use ember_uefi_data::memmap::UefiMemory;
 use linked_list_allocator::LockedHeap;
@@ -38,15 +39,25 @@ static HEAPS: Heaps = Heaps {
 };
 /// Guards live, plus one for good after ExitBootServices.
 static RUNTIME_USERS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
-static RUNTIME_RANGE: spin::Once<(u64, u64)> = spin::Once::new();
+/// The runtime heap's [start, end) (0, 0 before it exists): physical, then
+/// virtual once SetVirtualAddressMap moved it ([`rebase_runtime_heap`]).
+static RUNTIME_START: AtomicU64 = AtomicU64::new(0);
+static RUNTIME_END: AtomicU64 = AtomicU64::new(0);
+
+/// The runtime heap's range, once there is one.
+pub fn runtime_heap_range() -> Option<(u64, u64)> {
+    let (s, e) = (
+        RUNTIME_START.load(Ordering::Acquire),
+        RUNTIME_END.load(Ordering::Acquire),
+    );
+    (e > s).then_some((s, e))
+}
 
 // SAFETY: both heaps are linked_list_allocator heaps over disjoint ranges;
 // a pointer is returned to the heap whose range holds it.
 unsafe impl core::alloc::GlobalAlloc for Heaps {
     unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
-        if RUNTIME_USERS.load(core::sync::atomic::Ordering::Relaxed) > 0
-            && RUNTIME_RANGE.get().is_some()
-        {
+        if RUNTIME_USERS.load(Ordering::Relaxed) > 0 && runtime_heap_range().is_some() {
             // SAFETY: forwarded with the caller's layout.
             unsafe { self.runtime.alloc(layout) }
         } else {
@@ -57,10 +68,7 @@ unsafe impl core::alloc::GlobalAlloc for Heaps {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
         let a = ptr as u64;
-        if RUNTIME_RANGE
-            .get()
-            .is_some_and(|&(s, e)| (s..e).contains(&a))
-        {
+        if runtime_heap_range().is_some_and(|(s, e)| (s..e).contains(&a)) {
             // SAFETY: allocated from the runtime heap (its range holds it).
             unsafe { self.runtime.dealloc(ptr, layout) }
         } else {
@@ -75,7 +83,7 @@ pub struct RuntimeHeap(());
 
 impl RuntimeHeap {
     pub fn enter() -> RuntimeHeap {
-        RUNTIME_USERS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        RUNTIME_USERS.fetch_add(1, Ordering::Relaxed);
         RuntimeHeap(())
     }
 
@@ -87,14 +95,14 @@ impl RuntimeHeap {
 
 impl Drop for RuntimeHeap {
     fn drop(&mut self) {
-        RUNTIME_USERS.fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
+        RUNTIME_USERS.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// Set up the runtime heap (`pages` of runtime-services data); false if
 /// there is no room.
 pub fn init_runtime_heap(pages: u64) -> bool {
-    if RUNTIME_RANGE.get().is_some() {
+    if runtime_heap_range().is_some() {
         return true;
     }
     // EfiRuntimeServicesData: the OS keeps it for runtime services.
@@ -108,8 +116,25 @@ pub fn init_runtime_heap(pages: u64) -> bool {
             .lock()
             .init(at as usize as *mut u8, (pages * PAGE_SIZE) as usize)
     };
-    RUNTIME_RANGE.call_once(|| (at, at + pages * PAGE_SIZE));
+    RUNTIME_START.store(at, Ordering::Release);
+    RUNTIME_END.store(at + pages * PAGE_SIZE, Ordering::Release);
     true
+}
+
+/// Start the runtime heap afresh over `len` bytes at virtual address `va`:
+/// after SetVirtualAddressMap the old heap's bookkeeping (physical
+/// pointers) means nothing, and whatever lived in it has been given up.
+///
+/// # Safety
+/// `va` must be where the OS mapped (the start of) the runtime heap's
+/// pages, `len` no more than they span; nothing allocated from the old heap
+/// may be used or freed afterwards.
+pub unsafe fn rebase_runtime_heap(va: u64, len: u64) {
+    // SAFETY: the caller's promise: mapped, ours, and nothing else in it.
+    *HEAPS.runtime.lock() =
+        unsafe { linked_list_allocator::Heap::new(va as *mut u8, len as usize) };
+    RUNTIME_START.store(va, Ordering::Release);
+    RUNTIME_END.store(va + len, Ordering::Release);
 }
 
 /// The heap's range, for fault reports.

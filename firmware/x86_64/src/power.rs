@@ -37,8 +37,12 @@ unsafe fn gas_write8(g: &Gas, v: u8) {
     match g.space {
         // SAFETY: system I/O space register named by the FADT.
         1 => unsafe { outb(g.address.get() as u16, v) },
-        // SAFETY: system memory register named by the FADT, identity-mapped.
-        0 => unsafe { core::ptr::write_volatile(g.address.get() as usize as *mut u8, v) },
+        // SAFETY: system memory register named by the FADT: identity-mapped,
+        // or where the OS mapped it for runtime services (runtime MMIO).
+        0 => unsafe {
+            let a = crate::efi::runtime::virtual_of(g.address.get());
+            core::ptr::write_volatile(a as usize as *mut u8, v)
+        },
         _ => {}
     }
 }

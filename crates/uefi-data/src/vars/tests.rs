@@ -385,3 +385,112 @@ fn non_volatile_iteration_skips_volatile_variables() {
         ]
     );
 }
+
+/// A store with a bit of everything a snapshot must carry.
+fn populated() -> VarStore {
+    let mut s = store();
+    s.set(&u("BootOrder"), &G, NV | BS | RT, &[1, 0, 2, 0])
+        .unwrap();
+    s.set(&u("BootOnly"), &OTHER, BS, b"boot services only")
+        .unwrap();
+    s.set(&u("Volatile"), &G, BS | RT, &[7]).unwrap();
+    s.set_read_only(&u("SecureBoot"), &G, BS | RT, &[0])
+        .unwrap();
+    s
+}
+
+#[test]
+fn snapshot_restores_the_same_store() {
+    // Ember rebuilds its store from a snapshot at SetVirtualAddressMap:
+    // everything the services can observe must survive, read-only marks
+    // and the runtime rules included.
+    let mut s = populated();
+    s.exit_boot_services();
+    let r = VarStore::restore(VarLimits::default(), &s.snapshot()).unwrap();
+    assert!(r.is_runtime());
+    assert_eq!(r.used(), s.used());
+    assert_eq!(
+        r.get(&u("BootOrder"), &G, 64),
+        Ok((NV | BS | RT, &[1u8, 0, 2, 0][..]))
+    );
+    // Boot-services-only variables stay hidden after ExitBootServices...
+    assert_eq!(r.get(&u("BootOnly"), &OTHER, 64), Err(VarError::NotFound));
+    // ...volatile ones stay read-only, and read-only ones stay read-only.
+    assert_eq!(
+        r.clone().set(&u("Volatile"), &G, BS | RT, &[8]),
+        Err(VarError::WriteProtected)
+    );
+    assert_eq!(
+        r.clone().set(&u("SecureBoot"), &G, NV | BS | RT, &[1]),
+        Err(VarError::WriteProtected)
+    );
+    assert_eq!(r.query_info(NV | BS | RT), s.query_info(NV | BS | RT));
+    // The enumeration order is the same.
+    let names = |st: &VarStore| {
+        let mut out = Vec::new();
+        let (mut prev, mut pg) = (Vec::new(), Guid::ZERO);
+        while let Ok((n, g)) = st.next_name(&prev, &pg, usize::MAX) {
+            out.push(String::from_utf16_lossy(n));
+            prev = n.to_vec();
+            pg = g;
+        }
+        out
+    };
+    assert_eq!(names(&r), names(&s));
+    assert!(names(&r).contains(&String::from("BootOrder")));
+    // And it keeps working: a runtime write of a NV+RT variable.
+    let mut r = r;
+    r.set(&u("New"), &OTHER, NV | BS | RT, &[1, 2]).unwrap();
+    assert_eq!(
+        r.get(&u("New"), &OTHER, 2),
+        Ok((NV | BS | RT, &[1u8, 2][..]))
+    );
+}
+
+#[test]
+fn snapshot_before_exit_boot_services_keeps_boot_rules() {
+    let s = populated();
+    let r = VarStore::restore(VarLimits::default(), &s.snapshot()).unwrap();
+    assert!(!r.is_runtime());
+    assert_eq!(
+        r.get(&u("BootOnly"), &OTHER, 64),
+        Ok((BS, &b"boot services only"[..]))
+    );
+}
+
+#[test]
+fn corrupt_snapshots_are_refused_without_panicking() {
+    let good = populated().snapshot();
+    assert_eq!(
+        VarStore::restore(VarLimits::default(), b"NOTVARS1\0\0\0\0\0\0\0\0").unwrap_err(),
+        SnapshotError::Magic
+    );
+    // Every truncation is an error, never a panic.
+    for n in 0..good.len() {
+        assert!(
+            VarStore::restore(VarLimits::default(), &good[..n]).is_err(),
+            "{n}"
+        );
+    }
+    // Trailing bytes, and a store too small for the contents.
+    let mut long = good.clone();
+    long.push(0);
+    assert!(VarStore::restore(VarLimits::default(), &long).is_err());
+    let tiny = VarLimits {
+        max_var_size: 64 * 1024,
+        total: 16,
+    };
+    assert_eq!(
+        VarStore::restore(tiny, &good).unwrap_err(),
+        SnapshotError::Invalid("more data than the store holds")
+    );
+    // A huge length does not allocate or overflow: it is simply truncated.
+    let mut huge = good[..16].to_vec();
+    for x in [u32::MAX, 7, 0, u32::MAX] {
+        huge.extend_from_slice(&x.to_le_bytes());
+    }
+    assert!(matches!(
+        VarStore::restore(VarLimits::default(), &huge),
+        Err(SnapshotError::Truncated(_))
+    ));
+}

@@ -203,10 +203,17 @@ pub fn publish_config_tables() {
     refresh_system_crc();
 }
 
-fn ucs2_static(s: &str) -> *mut u16 {
-    let v: Vec<u16> = s.encode_utf16().chain(core::iter::once(0)).collect();
-    alloc::boxed::Box::leak(v.into_boxed_slice()).as_mut_ptr()
-}
+/// The system table's FirmwareVendor, NUL-terminated UCS-2.
+static FIRMWARE_VENDOR: [u16; 6] = {
+    let s = *b"Ember\0";
+    let mut out = [0u16; 6];
+    let mut i = 0;
+    while i < s.len() {
+        out[i] = s[i] as u16;
+        i += 1;
+    }
+    out
+};
 
 extern "efiapi" fn key_wait_notify(ev: efi::Event, _ctx: *mut c_void) {
     if console::key_available() {
@@ -291,22 +298,23 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
     // from there after ExitBootServices.
     extern "C" {
         static __image_start: u8;
-        static __data_start: u8;
         static __image_end: u8;
     }
     // SAFETY: linker symbols; only their addresses are taken.
-    let (img, data, end) = unsafe {
+    let (img, end) = unsafe {
         (
             &__image_start as *const u8 as u64,
-            &__data_start as *const u8 as u64,
             &__image_end as *const u8 as u64,
         )
     };
+    // One descriptor for all of it: at SetVirtualAddressMap the OS gives
+    // each descriptor its own virtual address, and Ember's code and data
+    // must move together (its code reaches its data RIP-relative). The
+    // memory-attributes table still tells the OS which part is code.
     {
         let mut m = MAP.lock();
         let map = m.map_mut();
-        let _ = map.add(img, data, MemKind::Allocated(efi::RUNTIME_SERVICES_CODE));
-        let _ = map.add(data, end, MemKind::Allocated(efi::RUNTIME_SERVICES_DATA));
+        let _ = map.add(img, end, MemKind::Allocated(efi::RUNTIME_SERVICES_CODE));
     }
 
     *EFI.lock() = Some(Efi {
@@ -489,7 +497,8 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
                 efi::SYSTEM_TABLE_SIGNATURE,
                 core::mem::size_of::<efi::SystemTable>(),
             ),
-            firmware_vendor: ucs2_static("Ember"),
+            // In Ember's image (runtime memory), not the boot heap.
+            firmware_vendor: FIRMWARE_VENDOR.as_ptr() as *mut u16,
             firmware_revision: 0x0001_0000,
             console_in_handle: in_h.map(|_| con).unwrap_or(core::ptr::null_mut()),
             con_in: &mut inp.proto,

@@ -171,7 +171,11 @@ pub fn publish_memory_attributes() {
         r1,
         rt | efi::MEMORY_RO | efi::MEMORY_XP,
     ));
-    entries.push((efi::RUNTIME_SERVICES_DATA, d0, d1, rt | efi::MEMORY_XP));
+    // The image is one RuntimeServicesCode descriptor in the memory map
+    // (one virtual address for all of it); an entry's type must match its
+    // descriptor's (Linux ignores entries that deviate), so its data part
+    // is "code" here too, made non-executable by its attributes.
+    entries.push((efi::RUNTIME_SERVICES_CODE, d0, d1, rt | efi::MEMORY_XP));
     for r in crate::memory::MAP.lock().map().regions() {
         if r.kind == MemKind::Allocated(efi::RUNTIME_SERVICES_DATA)
             && (r.end <= d0 || r.start >= d1)

@@ -8,9 +8,9 @@
 //! table keeps working: these functions then touch nothing but Ember's own
 //! image (reported as runtime memory), the runtime heap (runtime-services
 //! data, where the variable stores live), the variable flash (runtime
-//! MMIO) and I/O ports — never the boot heap. Addresses stay physical:
-//! Ember does not relocate itself at SetVirtualAddressMap, which works with
-//! OSes that keep the 1:1 mapping of runtime regions (Linux on x86_64).
+//! MMIO) and I/O ports — never the boot heap. At SetVirtualAddressMap the
+//! whole runtime part moves to the OS's virtual addresses (see
+//! [`set_virtual_address_map`] and `crate::reloc`).
 
 use crate::arch::io::{inb, outb};
 use crate::flash::Pflash;
@@ -99,6 +99,14 @@ const RUNTIME_HEAP_PAGES: u64 = 1024;
 pub fn init() {
     if VARS.lock().is_some() {
         return;
+    }
+    if crate::reloc::ready() {
+        log::debug!(
+            "UEFI runtime: {} pointers to adjust at SetVirtualAddressMap",
+            crate::reloc::count()
+        );
+    } else {
+        log::warn!("UEFI runtime: this build has no relocation table (not built by `cargo xtask build`): SetVirtualAddressMap will fail and the OS will run without runtime services");
     }
     if !crate::memory::init_runtime_heap(RUNTIME_HEAP_PAGES) {
         log::warn!("UEFI variables: no room for the runtime heap");
@@ -526,6 +534,159 @@ pub extern "efiapi" fn set_wakeup_time(enable: efi::Boolean, time: *mut Time) ->
 
 // ---- virtual addressing --------------------------------------------------
 
+/// Where a physical address of a runtime range is mapped, once
+/// SetVirtualAddressMap has been called.
+fn lookup(vm: &VirtMap, pa: u64) -> Option<u64> {
+    vm.ranges[..vm.len]
+        .iter()
+        .find(|&&(phys, _, pages)| pa >= phys && pa - phys < pages * 4096)
+        .map(|&(phys, virt, _)| virt + (pa - phys))
+}
+
+/// `pa` as runtime code must address it now: its virtual address after
+/// SetVirtualAddressMap (physical before, or if the OS gave it none).
+pub fn virtual_of(pa: u64) -> u64 {
+    let vm = VMAP.lock();
+    if vm.set {
+        lookup(&vm, pa).unwrap_or(pa)
+    } else {
+        pa
+    }
+}
+
+/// What SetVirtualAddressMap leaves for the first call at the virtual
+/// addresses (plain numbers: the old heap's pointers mean nothing there).
+#[derive(Clone, Copy)]
+struct Moved {
+    /// The runtime heap's virtual start; the heap restarts over its first
+    /// `snapshot_at` bytes.
+    heap: u64,
+    /// The variable snapshot, at `heap + snapshot_at`.
+    snapshot_at: u64,
+    snapshot_len: u64,
+    /// The variable flash's virtual address and length, if there is one.
+    flash: Option<(u64, u32)>,
+}
+static MOVED: Mutex<Option<Moved>> = Mutex::new(None);
+
+/// Rebuild, at the virtual addresses, what SetVirtualAddressMap gave up:
+/// the runtime heap, the variable store from its snapshot, the flash
+/// store. Called first by every service that uses them.
+fn settle() {
+    let Some(m) = MOVED.lock().take() else { return };
+    // SAFETY: `heap` is where the OS mapped the runtime heap's pages (the
+    // virtual map checked it), the snapshot lies above `snapshot_at`, and
+    // nothing from the old heap is used again (SetVirtualAddressMap forgot
+    // it all).
+    unsafe { crate::memory::rebase_runtime_heap(m.heap, m.snapshot_at) };
+    // SAFETY: SetVirtualAddressMap copied `snapshot_len` bytes there.
+    let snap = unsafe {
+        core::slice::from_raw_parts(
+            (m.heap + m.snapshot_at) as usize as *const u8,
+            m.snapshot_len as usize,
+        )
+    };
+    // A failure here leaves the variables gone (NOT_FOUND, DEVICE_ERROR on
+    // writes) rather than wrong; there is no console left to say so.
+    if let Ok(v) = VarStore::restore(VarLimits::default(), snap) {
+        *VARS.lock() = Some(v);
+    }
+    if let Some((va, len)) = m.flash {
+        // SAFETY: the variable flash, where the OS mapped it (runtime MMIO).
+        let flash = unsafe { Pflash::at(va, len) };
+        if let Ok((store, _)) = Store::open(Medium::Flash(flash), StoreConfig::default()) {
+            *PERSIST.lock() = Some(store);
+        }
+    }
+}
+
+/// Ember's image and the runtime heap as [start, end).
+fn image_range() -> (u64, u64) {
+    extern "C" {
+        static __image_start: u8;
+        static __image_end: u8;
+    }
+    // SAFETY: linker symbols; only their addresses are taken.
+    unsafe {
+        (
+            &__image_start as *const u8 as u64,
+            &__image_end as *const u8 as u64,
+        )
+    }
+}
+
+/// The virtual address of `[start, end)`, which must be mapped as one piece.
+fn whole(vm: &VirtMap, start: u64, end: u64) -> Option<u64> {
+    let va = lookup(vm, start)?;
+    (lookup(vm, end - 1)? == va + (end - 1 - start)).then_some(va)
+}
+
+/// Convert one pointer-sized word of a table in runtime memory.
+///
+/// # Safety
+/// `p` must point at a pointer field of a table Ember owns, mapped at its
+/// physical address (SetVirtualAddressMap runs in physical mode).
+unsafe fn convert_word(vm: &VirtMap, p: *mut u64) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        let v = p.read_unaligned();
+        if v != 0 {
+            if let Some(va) = lookup(vm, v) {
+                p.write_unaligned(va);
+            }
+        }
+    }
+}
+
+/// Point the system table's runtime fields and the runtime-services table
+/// at their virtual addresses, and recompute both CRCs.
+fn convert_tables(vm: &VirtMap) {
+    let Some(st) = super::TABLES.lock().as_ref().map(|t| t.system) else {
+        return;
+    };
+    // SAFETY: Ember's system table and runtime-services table, in runtime
+    // memory, mapped at their physical addresses during this call; every
+    // field converted holds a pointer or NULL.
+    unsafe {
+        let rt = (*st).runtime_services;
+        if !rt.is_null() {
+            // The header, then nothing but function pointers.
+            let words = (core::mem::size_of::<efi::RuntimeServices>()
+                - core::mem::size_of::<efi::TableHeader>())
+                / 8;
+            let first = (rt as *mut u8).add(core::mem::size_of::<efi::TableHeader>()) as *mut u64;
+            for i in 0..words {
+                convert_word(vm, first.add(i));
+            }
+            (*rt).hdr.crc32 = 0;
+            (*rt).hdr.crc32 = super::table_crc(core::slice::from_raw_parts(
+                rt as *const u8,
+                core::mem::size_of::<efi::RuntimeServices>(),
+            ));
+        }
+        convert_word(
+            vm,
+            core::ptr::addr_of_mut!((*st).firmware_vendor) as *mut u64,
+        );
+        convert_word(
+            vm,
+            core::ptr::addr_of_mut!((*st).configuration_table) as *mut u64,
+        );
+        convert_word(
+            vm,
+            core::ptr::addr_of_mut!((*st).runtime_services) as *mut u64,
+        );
+    }
+    super::refresh_system_crc();
+}
+
+/// SetVirtualAddressMap: Ember's runtime part moves to the virtual
+/// addresses the OS chose. Called in physical mode, once; the new mapping
+/// may not be live yet, so this only prepares: it converts the tables the
+/// OS reads, snapshots the variables into the runtime heap's last bytes,
+/// gives up everything else the heap held, and (last) adds the image's
+/// delta to the absolute pointers in Ember's data ([`crate::reloc`]). The
+/// first service call at the new addresses rebuilds the rest ([`settle`]).
 pub extern "efiapi" fn set_virtual_address_map(
     size: usize,
     desc_size: usize,
@@ -539,23 +700,102 @@ pub extern "efiapi" fn set_virtual_address_map(
     if vm.set {
         return Status::UNSUPPORTED; // only once
     }
-    if map.is_null() || desc_size < 40 || version != 1 {
+    if map.is_null() || desc_size < core::mem::size_of::<efi::MemoryDescriptor>() || version != 1 {
         return Status::INVALID_PARAMETER;
+    }
+    if !crate::reloc::ready() {
+        // A build that skipped `cargo xtask build`: Ember cannot move.
+        return Status::UNSUPPORTED;
     }
     let mut n = 0;
     for i in 0..size / desc_size {
         // SAFETY: the OS passes `size` bytes of descriptors.
-        let d = unsafe { &*((map as usize + i * desc_size) as *const efi::MemoryDescriptor) };
-        if d.attribute & efi::MEMORY_RUNTIME != 0 && n < vm.ranges.len() {
+        let d = unsafe {
+            ((map as usize + i * desc_size) as *const efi::MemoryDescriptor).read_unaligned()
+        };
+        if d.attribute & efi::MEMORY_RUNTIME != 0 {
+            if n == vm.ranges.len() {
+                return Status::OUT_OF_RESOURCES;
+            }
             vm.ranges[n] = (d.physical_start, d.virtual_start, d.number_of_pages);
             n += 1;
         }
     }
     vm.len = n;
+    // Everything the runtime part uses needs a virtual address: the image
+    // (as one piece: code and data move together), the runtime heap, the
+    // variable flash. Checked before anything changes.
+    let (img, img_end) = image_range();
+    let Some(img_va) = whole(&vm, img, img_end) else {
+        vm.len = 0;
+        return Status::NO_MAPPING;
+    };
+    let heap = crate::memory::runtime_heap_range();
+    let heap_va = match heap {
+        Some((s, e)) => match whole(&vm, s, e) {
+            Some(va) => Some(va),
+            None => {
+                vm.len = 0;
+                return Status::NO_MAPPING;
+            }
+        },
+        None => None,
+    };
+    let mut persist = PERSIST.lock();
+    let flash = match persist.as_ref().map(|p| p.flash()) {
+        Some(Medium::Flash(f)) => {
+            let len = f.len();
+            match whole(&vm, f.base(), f.base() + u64::from(len)) {
+                Some(va) => Some((va, len)),
+                None => {
+                    vm.len = 0;
+                    return Status::NO_MAPPING;
+                }
+            }
+        }
+        _ => None,
+    };
+    // From here on nothing fails. No console after this: logging would
+    // follow pointers into the boot-time world.
+    log::set_max_level(log::LevelFilter::Off);
     vm.set = true;
-    // Ember's runtime code is position-dependent and stays reachable through
-    // the identity mapping Linux keeps for runtime regions; the tables'
-    // pointers are left physical.
+    // The variables, as bytes, at the end of the runtime heap; everything
+    // else there is given up (forgotten, not freed: the heap's bookkeeping
+    // is about to become meaningless).
+    let snapshot = {
+        let _rt = crate::memory::RuntimeHeap::enter();
+        let mut vars = VARS.lock();
+        let snap = vars.as_ref().map(|v| v.snapshot());
+        core::mem::forget(vars.take());
+        snap
+    };
+    core::mem::forget(persist.take());
+    drop(persist);
+    if let (Some((s, e)), Some(va), Some(snap)) = (heap, heap_va, snapshot) {
+        let len = snap.len() as u64;
+        let at = (e - s).saturating_sub(len) & !7;
+        if at > 0 {
+            // SAFETY: both ranges lie in the runtime heap, identity-mapped
+            // now; `copy` allows the overlap with the snapshot's own block.
+            unsafe {
+                core::ptr::copy(snap.as_ptr(), (s + at) as usize as *mut u8, snap.len());
+            }
+            *MOVED.lock() = Some(Moved {
+                heap: va,
+                snapshot_at: at,
+                snapshot_len: len,
+                flash,
+            });
+        }
+        core::mem::forget(snap);
+    }
+    convert_tables(&vm);
+    drop(vm);
+    // Last: from here Ember's static pointers name virtual addresses.
+    // SAFETY: SetVirtualAddressMap, physical mode, the image's virtual
+    // address checked above, and nothing of Ember's runs after this but the
+    // return.
+    unsafe { crate::reloc::apply(img_va.wrapping_sub(img)) };
     Status::SUCCESS
 }
 
@@ -572,14 +812,14 @@ pub extern "efiapi" fn convert_pointer(_debug: usize, addr: *mut *mut core::ffi:
     if !vm.set {
         return Status::NOT_FOUND;
     }
-    for &(phys, virt, pages) in &vm.ranges[..vm.len] {
-        if p >= phys && p < phys + pages * 4096 {
+    match lookup(&vm, p) {
+        Some(va) => {
             // SAFETY: as above.
-            unsafe { *addr = (virt + (p - phys)) as *mut core::ffi::c_void };
-            return Status::SUCCESS;
+            unsafe { *addr = va as *mut core::ffi::c_void };
+            Status::SUCCESS
         }
+        None => Status::NOT_FOUND,
     }
-    Status::NOT_FOUND
 }
 
 // ---- variables -----------------------------------------------------------
@@ -612,6 +852,7 @@ pub extern "efiapi" fn get_variable(
     size: *mut usize,
     data: *mut core::ffi::c_void,
 ) -> Status {
+    settle();
     // What the stores allocate must survive ExitBootServices.
     let _rt = crate::memory::RuntimeHeap::enter();
     // SAFETY: the caller's name string.
@@ -657,6 +898,7 @@ pub extern "efiapi" fn get_next_variable_name(
     name: *mut u16,
     g: *mut Guid,
 ) -> Status {
+    settle();
     // What the stores allocate must survive ExitBootServices.
     let _rt = crate::memory::RuntimeHeap::enter();
     if size.is_null() || name.is_null() || g.is_null() {
@@ -704,6 +946,7 @@ pub extern "efiapi" fn set_variable(
     size: usize,
     data: *mut core::ffi::c_void,
 ) -> Status {
+    settle();
     // What the stores allocate must survive ExitBootServices.
     let _rt = crate::memory::RuntimeHeap::enter();
     // SAFETY: the caller's name string.
@@ -779,6 +1022,7 @@ pub extern "efiapi" fn query_variable_info(
     remaining: *mut u64,
     max_var: *mut u64,
 ) -> Status {
+    settle();
     // What the stores allocate must survive ExitBootServices.
     let _rt = crate::memory::RuntimeHeap::enter();
     if max.is_null() || remaining.is_null() || max_var.is_null() {
