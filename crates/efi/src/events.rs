@@ -348,6 +348,22 @@ impl Events {
         Ok(())
     }
 
+    /// The notification functions of the signal-type events in group `g`,
+    /// as `(event, function, context)` in dispatch order (higher notify TPL
+    /// first, then creation order). For a group the firmware signals when
+    /// there is no dispatcher any more: `EVENT_GROUP_VIRTUAL_ADDRESS_CHANGE`,
+    /// at SetVirtualAddressMap, after ExitBootServices.
+    pub fn group_notifies(&self, g: &Guid) -> Vec<(EventId, usize, usize)> {
+        let mut v: Vec<(Tpl, EventId, usize, usize)> = self
+            .events
+            .iter()
+            .filter(|(_, e)| e.group.as_ref() == Some(g) && e.kind & EVT_NOTIFY_SIGNAL != 0)
+            .filter_map(|(id, e)| e.notify.map(|(f, c)| (e.notify_tpl, *id, f, c)))
+            .collect();
+        v.sort_by_key(|&(tpl, id, _, _)| (core::cmp::Reverse(tpl.0), id.raw()));
+        v.into_iter().map(|(_, id, f, c)| (id, f, c)).collect()
+    }
+
     /// Signals every event in group `g` (e.g. at ExitBootServices).
     /// Returns how many events were in the group.
     pub fn signal_group(&mut self, g: &Guid) -> usize {

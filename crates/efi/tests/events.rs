@@ -486,3 +486,59 @@ fn event_limit_gives_out_of_resources() {
         Err(Status::OUT_OF_RESOURCES)
     );
 }
+
+#[test]
+fn virtual_address_change_notifies_in_dispatch_order() {
+    // §7.1.1: EVT_SIGNAL_VIRTUAL_ADDRESS_CHANGE events and members of
+    // EFI_EVENT_GROUP_VIRTUAL_ADDRESS_CHANGE are notified at
+    // SetVirtualAddressMap, higher notify TPL first.
+    let mut e = Events::new();
+    let low = e
+        .create_event(
+            EVT_SIGNAL_VIRTUAL_ADDRESS_CHANGE,
+            Tpl::CALLBACK,
+            Some((1, 11)),
+            None,
+        )
+        .unwrap();
+    let high = e
+        .create_event(
+            EVT_NOTIFY_SIGNAL,
+            Tpl::NOTIFY,
+            Some((2, 22)),
+            Some(EVENT_GROUP_VIRTUAL_ADDRESS_CHANGE),
+        )
+        .unwrap();
+    let low2 = e
+        .create_event(
+            EVT_SIGNAL_VIRTUAL_ADDRESS_CHANGE,
+            Tpl::CALLBACK,
+            Some((3, 33)),
+            None,
+        )
+        .unwrap();
+    // Other groups and wait-only events are not included.
+    e.create_event(
+        EVT_SIGNAL_EXIT_BOOT_SERVICES,
+        Tpl::NOTIFY,
+        Some((4, 44)),
+        None,
+    )
+    .unwrap();
+    e.create_event(
+        EVT_NOTIFY_WAIT,
+        Tpl::NOTIFY,
+        Some((5, 55)),
+        Some(EVENT_GROUP_VIRTUAL_ADDRESS_CHANGE),
+    )
+    .unwrap();
+    assert_eq!(
+        e.group_notifies(&EVENT_GROUP_VIRTUAL_ADDRESS_CHANGE),
+        vec![(high, 2, 22), (low, 1, 11), (low2, 3, 33)]
+    );
+    e.close_event(high).unwrap();
+    assert_eq!(
+        e.group_notifies(&EVENT_GROUP_VIRTUAL_ADDRESS_CHANGE).len(),
+        2
+    );
+}

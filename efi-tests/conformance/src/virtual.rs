@@ -16,6 +16,7 @@ use crate::util::{bs, guid, image, rt, st};
 use core::arch::{asm, global_asm};
 use core::ffi::c_void;
 use core::ptr::null_mut;
+use core::sync::atomic::{AtomicU64, Ordering};
 use r_efi::efi;
 
 const VENDOR: efi::Guid = guid(
@@ -259,6 +260,27 @@ unsafe fn crc_ok(table: *const u8, size: usize) -> bool {
     crc32(&copy[..size]) == want
 }
 
+/// What our EVT_SIGNAL_VIRTUAL_ADDRESS_CHANGE notification saw: how often
+/// it ran, and what ConvertPointer made of the runtime-services table's
+/// physical address (with its status).
+static NOTIFIED: AtomicU64 = AtomicU64::new(0);
+static RT_PHYS: AtomicU64 = AtomicU64::new(0);
+static CONVERTED: AtomicU64 = AtomicU64::new(0);
+static CONVERT_STATUS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Runs inside SetVirtualAddressMap, in physical mode: ConvertPointer is
+/// the one service it may call.
+extern "efiapi" fn on_address_change(_ev: efi::Event, _ctx: *mut c_void) {
+    NOTIFIED.fetch_add(1, Ordering::SeqCst);
+    let rt = RT_PHYS.load(Ordering::SeqCst);
+    let mut p = rt as *mut c_void;
+    // SAFETY: the runtime-services table at its physical address, which
+    // the firmware's tables still map during SetVirtualAddressMap.
+    let s = unsafe { ((*(rt as *const efi::RuntimeServices)).convert_pointer)(0, &mut p) };
+    CONVERT_STATUS.store(s.as_usize() as u64, Ordering::SeqCst);
+    CONVERTED.store(p as u64, Ordering::SeqCst);
+}
+
 /// Map [start, end) 1:1, in 2 MiB pages where no runtime range is in the
 /// way; the runtime ranges' own pages are left out.
 unsafe fn identity(t: &mut Tables, runs: &Runs, start: u64, end: u64) -> bool {
@@ -299,6 +321,16 @@ pub unsafe fn run() -> ! {
     let st_pa = st();
     let rt_pa = (*st_pa).runtime_services as u64;
     let vendor_pa = (*st_pa).firmware_vendor as u64;
+    RT_PHYS.store(rt_pa, Ordering::SeqCst);
+    let mut ev: efi::Event = null_mut();
+    let s = (bs().create_event)(
+        efi::EVT_SIGNAL_VIRTUAL_ADDRESS_CHANGE,
+        efi::TPL_NOTIFY,
+        Some(on_address_change),
+        null_mut(),
+        &mut ev,
+    );
+    expect_status("virtual mode: CreateEvent(EVT_SIGNAL_VIRTUAL_ADDRESS_CHANGE)", s, efi::Status::SUCCESS);
 
     // The final memory map, and ExitBootServices (retried once if the map
     // changed under us, as the spec allows).
@@ -438,6 +470,22 @@ pub unsafe fn run() -> ! {
     if !expect_status("SetVirtualAddressMap", s, efi::Status::SUCCESS) {
         out::summary_and_shutdown()
     }
+    expect_eq(
+        "SetVirtualAddressMap: the address-change notification ran once",
+        NOTIFIED.load(Ordering::SeqCst),
+        1,
+    );
+    check(
+        "SetVirtualAddressMap: ConvertPointer in the notification gives the new address",
+        CONVERT_STATUS.load(Ordering::SeqCst) == 0
+            && Some(CONVERTED.load(Ordering::SeqCst)) == runs.virt_of(rt_pa),
+        format_args!(
+            "status {}, {:#x} became {:#x}",
+            St(efi::Status::from_usize(CONVERT_STATUS.load(Ordering::SeqCst) as usize)),
+            rt_pa,
+            CONVERTED.load(Ordering::SeqCst)
+        ),
+    );
     // The system table stays where it is; its runtime fields now hold
     // virtual addresses.
     let rt_va = (*st_pa).runtime_services as u64;

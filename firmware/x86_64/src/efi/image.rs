@@ -677,6 +677,15 @@ pub extern "efiapi" fn exit_boot_services(handle: Handle, key: usize) -> Status 
         // A notify function changed the map: the caller must fetch it again.
         return Status::INVALID_PARAMETER;
     }
+    // The event database lives in boot memory: keep what
+    // SetVirtualAddressMap will have to call.
+    let vac = ember_efi::Guid(*r_efi::efi::EVENT_GROUP_VIRTUAL_ADDRESS_CHANGE.as_bytes());
+    let notifies = with(|e| e.st.events.group_notifies(&vac));
+    super::runtime::keep_address_change_notifies(
+        notifies
+            .iter()
+            .map(|&(ev, f, ctx)| (ev.raw(), f as u64, ctx as u64)),
+    );
     super::runtime::enter_runtime();
     log::info!(
         "UEFI: ExitBootServices; the OS owns the machine now ({} ms since Ember started)",

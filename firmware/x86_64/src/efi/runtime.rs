@@ -554,6 +554,33 @@ pub fn virtual_of(pa: u64) -> u64 {
     }
 }
 
+/// The EVT_SIGNAL_VIRTUAL_ADDRESS_CHANGE notifications (event, function,
+/// context), in dispatch order, kept at ExitBootServices: plain numbers,
+/// since the event database is in boot memory.
+struct Notifies {
+    len: usize,
+    list: [(u64, u64, u64); 32],
+}
+static ADDRESS_CHANGE: Mutex<Notifies> = Mutex::new(Notifies {
+    len: 0,
+    list: [(0, 0, 0); 32],
+});
+
+/// Called at ExitBootServices with the address-change group's notifications.
+pub fn keep_address_change_notifies(it: impl Iterator<Item = (u64, u64, u64)>) {
+    let mut n = ADDRESS_CHANGE.lock();
+    n.len = 0;
+    for x in it {
+        if n.len == n.list.len() {
+            log::warn!("UEFI: more than 32 address-change notifications; the rest are not called");
+            break;
+        }
+        let i = n.len;
+        n.list[i] = x;
+        n.len += 1;
+    }
+}
+
 /// What SetVirtualAddressMap leaves for the first call at the virtual
 /// addresses (plain numbers: the old heap's pointers mean nothing there).
 #[derive(Clone, Copy)]
@@ -759,6 +786,24 @@ pub extern "efiapi" fn set_virtual_address_map(
     // follow pointers into the boot-time world.
     log::set_max_level(log::LevelFilter::Off);
     vm.set = true;
+    // The address-change notifications, in physical mode, with
+    // ConvertPointer working (so without holding the map).
+    drop(vm);
+    let notifies = {
+        let n = ADDRESS_CHANGE.lock();
+        (n.len, n.list)
+    };
+    for &(ev, f, ctx) in &notifies.1[..notifies.0] {
+        // SAFETY: an EFI_EVENT_NOTIFY the guest registered with
+        // CreateEvent(Ex) for this group (its code is runtime memory,
+        // mapped 1:1 during this call), with its own event and context.
+        let f: efi::EventNotify = unsafe { core::mem::transmute(f as usize) };
+        f(
+            ev as usize as efi::Event,
+            ctx as usize as *mut core::ffi::c_void,
+        );
+    }
+    let vm = VMAP.lock();
     // The variables, as bytes, at the end of the runtime heap; everything
     // else there is given up (forgotten, not freed: the heap's bookkeeping
     // is about to become meaningless).
