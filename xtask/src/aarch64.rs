@@ -224,14 +224,16 @@ fn time_helper() -> Result<PathBuf> {
 }
 
 /// The arm64 guest's /init: the marker (with the command line, which
-/// carries the harness's token) comes from the initramfs, so it proves the
-/// kernel, the initrd and `/chosen` all arrived.
+/// carries the harness's token, and the device tree's `model`) comes from
+/// the initramfs, so it proves the kernel, the initrd, `/chosen` and which
+/// device tree all arrived.
 const INIT: &str = "#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
 T=$(/bin/tsc)
-echo \"EMBER-MARKER: arm64-kernel tsc=$T cmdline=$(/bin/busybox cat /proc/cmdline)\"
+M=$(/bin/busybox tr -d '\\000' < /proc/device-tree/model)
+echo \"EMBER-MARKER: arm64-kernel tsc=$T model=$M cmdline=$(/bin/busybox cat /proc/cmdline)\"
 /bin/busybox poweroff -f
 ";
 
@@ -308,6 +310,13 @@ fn verdict(case: &str, ok: bool, wall: Duration, summary: &str, out: &str) -> (u
     }
 }
 
+/// The disk boots (Boot Loader Specification entries).
+const BLS_CASES: [&str; 3] = [
+    "bls/aarch64-virt",
+    "bls/aarch64-virt-pci",
+    "bls/aarch64-virt-dtb",
+];
+
 /// The entry check and the boot on `virt`; returns (passed, failed).
 pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
     let (mut pass, mut fail) = (0, 0);
@@ -317,7 +326,7 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
         && !want("wxn/aarch64-virt")
         && !want("fault/aarch64-virt")
         && !want("qemu-kernel/aarch64-virt")
-        && !want("bls/aarch64-virt")
+        && !BLS_CASES.iter().any(|c| want(c))
     {
         return Ok((0, 0));
     }
@@ -438,7 +447,7 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
         pass += p;
         fail += f;
     }
-    if want("bls/aarch64-virt") {
+    if BLS_CASES.iter().any(|c| want(c)) {
         let (kernel, initrd) = guest()?;
         let dir = crate::guest::guest_dir().join("arm64");
         let token = run_token();
@@ -464,6 +473,19 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
         };
         let img = dir.join("bls.img");
         crate::disk::build_disk(&d, &img)?;
+        // The same with the entry's own device tree (`devicetree`): QEMU's,
+        // its `model` changed, which the guest reports.
+        let dtb = virt_dtb(&dir)?;
+        let mut d2 = d.clone();
+        let own = format!("title Ember arm64, own device tree\nlinux /Image\ninitrd /initrd.img\ndevicetree /dtb/virt.dtb\noptions console=ttyAMA0 panic=-1 {token}\n");
+        d2.parts[0].files = vec![
+            ("/Image".into(), Src::Host(kernel.clone())),
+            ("/initrd.img".into(), Src::Host(initrd.clone())),
+            ("/dtb/virt.dtb".into(), Src::Host(dtb)),
+            ("/loader/entries/arm64.conf".into(), Src::Text(own)),
+        ];
+        let img_dtb = dir.join("bls-dtb.img");
+        crate::disk::build_disk(&d2, &img_dtb)?;
         let logs = crate::guest::guest_dir().join("logs");
         mkdirs(&logs)?;
         // The same disk behind virtio-mmio and behind virtio-pci (the
@@ -504,8 +526,72 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
             pass += p;
             fail += f;
         }
+        let case = "bls/aarch64-virt-dtb";
+        if want(case) {
+            let log = logs.join(format!("{}.log", case.replace('/', "-")));
+            let args: Vec<std::ffi::OsString> = vec![
+                "-drive".into(),
+                format!(
+                    "file={},format=raw,if=none,id=d0,snapshot=on",
+                    img_dtb.display()
+                )
+                .into(),
+                "-device".into(),
+                "virtio-blk-device,drive=d0".into(),
+            ];
+            let (out, wall) = boot_guest(&log, &args)?;
+            let m = marker(&out);
+            let ok = m.starts_with("arm64-kernel")
+                && m.contains(&token)
+                && m.contains(&format!("model={DTB_MODEL} "));
+            let summary = format!("BLS `devicetree`: the entry's device tree (model {DTB_MODEL}) with Ember's /chosen; marker: {m}");
+            let (p, f) = verdict(case, ok, wall, &summary, &out);
+            pass += p;
+            fail += f;
+        }
     }
     Ok((pass, fail))
+}
+
+/// The `model` of the device tree the `devicetree` test's entry names:
+/// QEMU virt's own is `linux,dummy-virt`; same length, so the blob is
+/// patched in place.
+const DTB_MODEL: &str = "ember,devicetree";
+
+/// QEMU virt's device tree for the test's machine (`dumpdtb`), with its root
+/// `model` property changed to [`DTB_MODEL`].
+fn virt_dtb(dir: &Path) -> Result<PathBuf> {
+    let raw = dir.join("virt-qemu.dtb");
+    run(tool("qemu-system-aarch64")
+        .args(["-machine"])
+        .arg(format!("virt,accel=tcg,dumpdtb={}", raw.display()))
+        .args(["-cpu", "cortex-a57", "-smp", "1", "-m", "1G", "-nographic"])
+        // With firmware QEMU leaves out devices (the PL061 GPIO), so the
+        // tree must be dumped with it.
+        .arg("-bios")
+        .arg(dist_bin())
+        .stdin(Stdio::null()))?;
+    let mut dtb = std::fs::read(&raw).map_err(|e| format!("read {}: {e}", raw.display()))?;
+    let be = |b: &[u8], o: usize| -> Option<usize> {
+        Some(u32::from_be_bytes(b.get(o..o + 4)?.try_into().ok()?) as usize)
+    };
+    let strings = be(&dtb, 12).ok_or("dumped device tree too short")?;
+    // The root's `model` property: FDT_PROP (3), length 17, name offset,
+    // then the value.
+    let at = dtb
+        .windows(17)
+        .position(|w| w == b"linux,dummy-virt\0")
+        .filter(|&i| i >= 12 && be(&dtb, i - 12) == Some(3) && be(&dtb, i - 8) == Some(17))
+        .filter(|&i| {
+            be(&dtb, i - 4)
+                .and_then(|n| dtb.get(strings + n..strings + n + 6))
+                .is_some_and(|name| name == b"model\0")
+        })
+        .ok_or("QEMU's virt device tree has no model \"linux,dummy-virt\" first")?;
+    dtb[at..at + 16].copy_from_slice(DTB_MODEL.as_bytes());
+    let out = dir.join("virt-model.dtb");
+    write(&out, &dtb)?;
+    Ok(out)
 }
 
 /// AAVMF (Debian's `qemu-efi-aarch64`): the UEFI firmware Ember is

@@ -190,18 +190,60 @@ fn boot_entry(
         fs.read_at(f, 0, buf).map_err(|e| format!("{p}: {e}"))?;
         at += len.next_multiple_of(4);
     }
+    // The entry's own device tree replaces QEMU's (`devicetree`); Ember
+    // still writes /chosen into it.
+    let own_dtb = match &e.devicetree {
+        Some(p) => Some(read_dtb(&mut fs, p)?),
+        None => None,
+    };
+    if e.unknown.iter().any(|(k, _)| k == "devicetree-overlay") {
+        log::warn!(
+            "entry {}: devicetree-overlay is not supported; the overlays are ignored",
+            e.id
+        );
+    }
     let mut bootargs: Vec<u8> = e.options.clone().unwrap_or_default().into_bytes();
     bootargs.push(0);
+    let src = match &own_dtb {
+        Some(d) => d.as_slice(),
+        // SAFETY: QEMU's device tree, validated at start-up.
+        None => unsafe { linux::qemu_dtb(dtb) },
+    };
     linux::start(
         kernel,
         klen,
         (initrd, initrd_size),
         &bootargs,
-        dtb,
+        src,
         dtb_new,
         out,
     )
-    .map_err(String::from)
+    .map_err(|why| match &e.devicetree {
+        Some(p) => format!("devicetree {p}: {why}"),
+        None => String::from(why),
+    })
+}
+
+/// An entry's `devicetree` file: read whole, with room left in the 2 MiB
+/// Ember gives the kernel's copy for the /chosen properties it adds.
+fn read_dtb<B: BlockDevice>(fs: &mut FileSystem<B>, path: &str) -> Result<Vec<u8>, String> {
+    const MAX: u64 = ember_linux::arm64::DTB_MAX - 64 * 1024;
+    let f = fs
+        .open(path)
+        .map_err(|e| format!("devicetree {path}: {e}"))?;
+    if f.size() > MAX {
+        return Err(format!(
+            "devicetree {path}: {} bytes, more than the {MAX} Ember allows",
+            f.size()
+        ));
+    }
+    let mut buf = alloc::vec![0u8; f.size() as usize];
+    let n = fs
+        .read_at(&f, 0, &mut buf)
+        .map_err(|e| format!("devicetree {path}: {e}"))?;
+    buf.truncate(n);
+    log::info!("devicetree {path}: {n} bytes, used instead of QEMU's");
+    Ok(buf)
 }
 
 /// Try every disk's entries: the default first, then the others; returns

@@ -54,25 +54,33 @@ pub fn place(
     Ok((p.kernel as usize, p.initrd as usize, p.dtb as usize))
 }
 
+/// QEMU's device tree at `dtb`, as bytes.
+///
+/// # Safety
+/// `dtb` must be the device tree QEMU placed at the start of RAM (its
+/// header validated by the caller); its totalsize, capped, bounds the slice.
+pub unsafe fn qemu_dtb<'a>(dtb: usize) -> &'a [u8] {
+    // SAFETY: the caller's promise.
+    unsafe {
+        let total = u32::from_be(core::ptr::read_volatile((dtb + 4) as *const u32)) as usize;
+        core::slice::from_raw_parts(dtb as *const u8, total.min(DTB_MAX as usize))
+    }
+}
+
 /// Give the kernel (already at `kernel`, `kernel_len` bytes, and its initrd
-/// at `initrd`) a device tree with `bootargs` (NUL-terminated) and the
-/// initrd in `/chosen`, then start it. Returns only on failure.
+/// at `initrd`) a copy of the device tree `src` with `bootargs`
+/// (NUL-terminated) and the initrd in `/chosen`, then start it. Returns
+/// only on failure.
 pub fn start(
     kernel: usize,
     kernel_len: usize,
     initrd: (usize, usize),
     bootargs: &[u8],
-    dtb: usize,
+    src: &[u8],
     dtb_new: usize,
     out: &mut Pl011,
 ) -> Result<(), &'static str> {
     let (initrd, initrd_size) = initrd;
-    // SAFETY: QEMU's device tree at the start of RAM (validated by the
-    // caller); its header's totalsize, capped, bounds the slice.
-    let src = unsafe {
-        let total = u32::from_be(core::ptr::read_volatile((dtb + 4) as *const u32)) as usize;
-        core::slice::from_raw_parts(dtb as *const u8, total.min(DTB_MAX as usize))
-    };
     // SAFETY: the 2 MiB `place` reserved above the initrd, inside RAM.
     let dst = unsafe { core::slice::from_raw_parts_mut(dtb_new as *mut u8, DTB_MAX as usize) };
     let start = (initrd as u64).to_be_bytes();
@@ -87,8 +95,9 @@ pub fn start(
     } else {
         &with_initrd[..1]
     };
-    let dtb_len = ember_dtb::set_chosen(src, props, dst)
-        .map_err(|_| "cannot edit the device tree's /chosen")?;
+    let dtb_len = ember_dtb::set_chosen(src, props, dst).map_err(|_| {
+        "cannot edit the device tree's /chosen (not a valid device tree, or too large)"
+    })?;
     let cmd = bootargs.strip_suffix(&[0]).unwrap_or(bootargs);
     let _ = writeln!(
         out,
@@ -159,7 +168,8 @@ pub fn boot(
         kernel_size,
         (initrd, initrd_size),
         &cmdline[..cmd_len + 1],
-        dtb,
+        // SAFETY: the caller passes QEMU's validated device tree.
+        unsafe { qemu_dtb(dtb) },
         dtb_new,
         out,
     )
