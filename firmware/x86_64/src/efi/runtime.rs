@@ -539,7 +539,7 @@ pub extern "efiapi" fn set_wakeup_time(enable: efi::Boolean, time: *mut Time) ->
 fn lookup(vm: &VirtMap, pa: u64) -> Option<u64> {
     vm.ranges[..vm.len]
         .iter()
-        .find(|&&(phys, _, pages)| pa >= phys && pa - phys < pages * 4096)
+        .find(|&&(phys, _, pages)| pa >= phys && pa - phys < pages.saturating_mul(4096))
         .map(|&(phys, virt, _)| virt + (pa - phys))
 }
 
@@ -627,7 +627,7 @@ fn settle() {
     }
 }
 
-/// Ember's image and the runtime heap as [start, end).
+/// Ember's image as [start, end).
 fn image_range() -> (u64, u64) {
     extern "C" {
         static __image_start: u8;
