@@ -37,13 +37,14 @@ _start:
     msr     cpacr_el1, x1
     movz    x1, #0xff04                 // MAIR: attr0 Device-nGnRE, attr1 Normal WB
     msr     mair_el1, x1
-    // TCR: T0SZ 25 (512 GiB), walks inner/outer WB cacheable and inner
-    // shareable, 4 KiB granule, TTBR1 walks off, 40-bit physical addresses.
-    movz    x1, #0x3519
+    // TCR: T0SZ 24 (1 TiB, walks from level 0), walks inner/outer WB
+    // cacheable and inner shareable, 4 KiB granule, TTBR1 walks off,
+    // 40-bit physical addresses.
+    movz    x1, #0x3518
     movk    x1, #0x8080, lsl #16
     movk    x1, #0x2, lsl #32
     msr     tcr_el1, x1
-    adrp    x1, l1_table
+    adrp    x1, l0_table
     msr     ttbr0_el1, x1
     isb
     tlbi    vmalle1
@@ -87,9 +88,22 @@ _start:
 6:  wfe
     b       6b
 
-// The translation tables: level 1 covers 512 GiB in 1 GiB blocks, the
-// first through a level 2 table of 2 MiB blocks.
+// The translation tables: level 0 splits 1 TiB in two halves, each a
+// level 1 table of 1 GiB blocks; the first GiB goes through a level 2
+// table of 2 MiB blocks.
 .section .rodata.pagetables, "a"
+.balign 4096
+l0_table:
+    .quad   l1_table + 3                // [0, 512 GiB)
+    .quad   l1_high + 3                 // [512 GiB, 1 TiB): virt's 64-bit PCIe window
+    .fill   510, 8, 0
+.balign 4096
+l1_high:
+    .set    addr, 0x8000000000
+    .rept   512
+    .quad   addr + DEVICE_1G
+    .set    addr, addr + 0x40000000
+    .endr
 .balign 4096
 l1_table:
     .quad   l2_low + 3                  // [0, 1 GiB): table

@@ -215,7 +215,7 @@ extern "C" fn ember_exception(vector: u64, esr: u64, elr: u64, far: u64) -> ! {
 fn selftest(what: &str, out: &mut pl011::Pl011) {
     match what {
         "fault" => {
-            let addr = 0x80_0000_0000usize; // 512 GiB: beyond the tables
+            let addr = 0x100_0000_0000usize; // 1 TiB: beyond the tables
             let _ = writeln!(out, "selftest: reading {addr:#x}");
             // SAFETY: deliberately faults; the exception report ends Ember.
             let _ = unsafe { core::ptr::read_volatile(addr as *const u64) };

@@ -48,7 +48,8 @@ impl Ecam {
 
 /// The bridge and its BAR windows, from the device tree. Only windows inside
 /// what the entry maps as device memory are used: the 32-bit one below
-/// 1 GiB (64-bit BARs go there too) and the I/O ports.
+/// 1 GiB, the 64-bit one in [512 GiB, 1 TiB) (64-bit prefetchable BARs go
+/// there first) and the I/O ports.
 pub fn host_bridge(fdt: &Fdt<'_>) -> Option<(Ecam, BarWindows)> {
     let node = fdt.all_nodes().find(|n| {
         n.compatible()
@@ -87,6 +88,14 @@ pub fn host_bridge(fdt: &Fdt<'_>) -> Option<(Ecam, BarWindows)> {
             1 if pci == 0 => w.io = 0x1000..len.min(0x1_0000) as u32,
             // 32-bit memory, identity-mapped CPU/PCI, inside the device window.
             2 if pci == cpu && cpu >= 64 << 20 && cpu + len <= 1 << 30 => w.mem32 = cpu..cpu + len,
+            // 64-bit memory, identity-mapped, inside the entry's second
+            // half (device memory).
+            3 if pci == cpu
+                && cpu >= 512 << 30
+                && cpu.checked_add(len).is_some_and(|e| e <= 1 << 40) =>
+            {
+                w.mem64 = cpu..cpu + len
+            }
             _ => {}
         }
     }
@@ -113,8 +122,18 @@ pub fn disks(ecam: Ecam, mut windows: BarWindows) -> Vec<(String, crate::disk::D
         .filter(|d| d.vendor_id == 0x1af4 && (d.device_id == 0x1042 || d.device_id == 0x1001))
     {
         let name = format!("virtio-blk {}", d.bdf);
-        // SAFETY: the BARs were just assigned inside the 32-bit window, which
-        // the entry maps as device memory (identity, uncached).
+        for (i, b) in d.bars.iter().enumerate() {
+            if let Some(b) = b {
+                log::info!(
+                    "{name}: BAR{i} {:?} at {:#x}, {:#x} bytes",
+                    b.kind,
+                    b.addr,
+                    b.size
+                );
+            }
+        }
+        // SAFETY: the BARs were just assigned inside the windows the entry
+        // maps as device memory (identity, uncached).
         let t = match unsafe { ember_virtio::VirtioPci::new(&mut cfg, d) } {
             Ok(t) => t,
             Err(e) => {
