@@ -28,7 +28,10 @@ pub unsafe fn is_child() -> bool {
 /// The load options as text (UCS-2, as Ember and shells pass them), if any.
 pub unsafe fn options_text() -> Option<alloc::string::String> {
     let li = handle_protocol::<loaded_image::Protocol>(image(), &loaded_image::PROTOCOL_GUID)?;
-    let (p, n) = ((*li).load_options as *const u16, (*li).load_options_size as usize / 2);
+    let (p, n) = (
+        (*li).load_options as *const u16,
+        (*li).load_options_size as usize / 2,
+    );
     if p.is_null() || n == 0 {
         return None;
     }

@@ -60,7 +60,12 @@ extern "efiapi" fn efi_main(image: efi::Handle, st: *mut efi::SystemTable) -> ef
             Some("var-check") => {
                 varstress::check();
                 // Power off so the harness sees the end.
-                (util::rt().reset_system)(efi::RESET_SHUTDOWN, efi::Status::SUCCESS, 0, core::ptr::null_mut());
+                (util::rt().reset_system)(
+                    efi::RESET_SHUTDOWN,
+                    efi::Status::SUCCESS,
+                    0,
+                    core::ptr::null_mut(),
+                );
             }
             _ => {}
         }
@@ -154,12 +159,18 @@ unsafe fn attack(mode: &str) -> efi::Status {
     match mode {
         "attack-write" => {
             let target = (*(*st).boot_services).allocate_pages as usize as *mut u8;
-            out::line(format_args!("attack: writing to firmware code at {:p}", target));
+            out::line(format_args!(
+                "attack: writing to firmware code at {:p}",
+                target
+            ));
             core::ptr::write_volatile(target, 0xcc);
         }
         "attack-exec" => {
             let target = (*st).con_out as usize;
-            out::line(format_args!("attack: calling into firmware data at {:#x}", target));
+            out::line(format_args!(
+                "attack: calling into firmware data at {:#x}",
+                target
+            ));
             let f: extern "efiapi" fn() = core::mem::transmute(target);
             f();
         }

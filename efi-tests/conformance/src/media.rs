@@ -83,7 +83,9 @@ unsafe fn set_info(f: File, id: &efi::Guid, b: &mut [u8]) -> efi::Status {
 /// SetInfo beyond sizes: renaming through FileName, the read-only
 /// attribute, and the volume label (each restored afterwards).
 unsafe fn set_info_checks(root: File, rw: u64) {
-    let Ok(f) = open(root, "\\ember-conformance.txt", rw, 0) else { return };
+    let Ok(f) = open(root, "\\ember-conformance.txt", rw, 0) else {
+        return;
+    };
     let (_, _, fi) = get_info(f, &file::INFO_ID);
     if fi.is_empty() {
         ((*f).close)(f);
@@ -97,19 +99,31 @@ unsafe fn set_info_checks(root: File, rw: u64) {
     );
     ((*f).close)(f);
     let old = open(root, "\\ember-conformance.txt", file::MODE_READ, 0);
-    check("After the rename the old name is gone", old.is_err(), format_args!("old name still opens"));
+    check(
+        "After the rename the old name is gone",
+        old.is_err(),
+        format_args!("old name still opens"),
+    );
     if let Ok(o) = old {
         ((*o).close)(o);
     }
     let Ok(f) = open(root, "\\ember-renamed.txt", rw, 0) else {
-        check("After the rename the new name opens", false, format_args!("new name does not open"));
+        check(
+            "After the rename the new name opens",
+            false,
+            format_args!("new name does not open"),
+        );
         return;
     };
     let (_, _, fi) = get_info(f, &file::INFO_ID);
     let mut b = info_with_name(&fi, "ember-renamed.txt");
     let attr = u64::from_le_bytes(b[72..80].try_into().unwrap_or([0; 8]));
     b[72..80].copy_from_slice(&(attr | file::READ_ONLY).to_le_bytes());
-    expect_status("File SetInfo sets the READ_ONLY attribute", set_info(f, &file::INFO_ID, &mut b), efi::Status::SUCCESS);
+    expect_status(
+        "File SetInfo sets the READ_ONLY attribute",
+        set_info(f, &file::INFO_ID, &mut b),
+        efi::Status::SUCCESS,
+    );
     let (_, _, fi2) = get_info(f, &file::INFO_ID);
     check(
         "EFI_FILE_INFO Attribute shows READ_ONLY after SetInfo",
@@ -127,15 +141,26 @@ unsafe fn set_info_checks(root: File, rw: u64) {
     // Undo: clear READ_ONLY, then take the old name back.
     let mut b = info_with_name(&fi, "ember-renamed.txt");
     b[72..80].copy_from_slice(&(attr & !file::READ_ONLY).to_le_bytes());
-    expect_status("File SetInfo clears READ_ONLY", set_info(f, &file::INFO_ID, &mut b), efi::Status::SUCCESS);
+    expect_status(
+        "File SetInfo clears READ_ONLY",
+        set_info(f, &file::INFO_ID, &mut b),
+        efi::Status::SUCCESS,
+    );
     let mut b = info_with_name(&fi, "ember-conformance.txt");
     b[72..80].copy_from_slice(&(attr & !file::READ_ONLY).to_le_bytes());
-    expect_status("File SetInfo renames back", set_info(f, &file::INFO_ID, &mut b), efi::Status::SUCCESS);
+    expect_status(
+        "File SetInfo renames back",
+        set_info(f, &file::INFO_ID, &mut b),
+        efi::Status::SUCCESS,
+    );
     ((*f).close)(f);
 
     // The volume label, read back and restored.
     let (_, _, orig) = get_info(root, &file::SYSTEM_VOLUME_LABEL_ID);
-    let mut label: Vec<u8> = util::u16z("EMBERTEST").iter().flat_map(|u| u.to_le_bytes()).collect();
+    let mut label: Vec<u8> = util::u16z("EMBERTEST")
+        .iter()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
     expect_status(
         "File SetInfo(EFI_FILE_SYSTEM_VOLUME_LABEL) sets the label",
         set_info(root, &file::SYSTEM_VOLUME_LABEL_ID, &mut label),

@@ -769,7 +769,14 @@ extern "efiapi" fn drv_start(
     let mut i: *mut c_void = null_mut();
     // SAFETY: `this` is our own binding; a driver opens its controller BY_DRIVER.
     let s = unsafe {
-        (bs().open_protocol)(ctrl, &mut g, &mut i, (*this).driver_binding_handle, ctrl, efi::OPEN_PROTOCOL_BY_DRIVER)
+        (bs().open_protocol)(
+            ctrl,
+            &mut g,
+            &mut i,
+            (*this).driver_binding_handle,
+            ctrl,
+            efi::OPEN_PROTOCOL_BY_DRIVER,
+        )
     };
     if s == efi::Status::SUCCESS {
         STARTS.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
@@ -798,19 +805,26 @@ extern "efiapi" fn drv_stop(
 unsafe fn driver_model() {
     use core::sync::atomic::Ordering::SeqCst;
     let bs = bs();
-    let db = alloc::boxed::Box::leak(alloc::boxed::Box::new(r_efi::protocols::driver_binding::Protocol {
-        supported: drv_supported,
-        start: drv_start,
-        stop: drv_stop,
-        version: 0x10,
-        image_handle: image(),
-        driver_binding_handle: null_mut(),
-    }));
+    let db = alloc::boxed::Box::leak(alloc::boxed::Box::new(
+        r_efi::protocols::driver_binding::Protocol {
+            supported: drv_supported,
+            start: drv_start,
+            stop: drv_stop,
+            version: 0x10,
+            image_handle: image(),
+            driver_binding_handle: null_mut(),
+        },
+    ));
     let mut dh: efi::Handle = null_mut();
     let mut g = r_efi::protocols::driver_binding::PROTOCOL_GUID;
     if !expect_status(
         "InstallProtocolInterface(DriverBinding)",
-        (bs.install_protocol_interface)(&mut dh, &mut g, efi::NATIVE_INTERFACE, db as *mut _ as *mut c_void),
+        (bs.install_protocol_interface)(
+            &mut dh,
+            &mut g,
+            efi::NATIVE_INTERFACE,
+            db as *mut _ as *mut c_void,
+        ),
         efi::Status::SUCCESS,
     ) {
         return;
@@ -819,7 +833,11 @@ unsafe fn driver_model() {
     let mut ctrl: efi::Handle = null_mut();
     install(&mut ctrl, &G_DRV, p(&I_DRV));
     let s = (bs.connect_controller)(ctrl, null_mut(), null_mut(), false.into());
-    expect_status("ConnectController starts a driver whose Supported() accepts", s, efi::Status::SUCCESS);
+    expect_status(
+        "ConnectController starts a driver whose Supported() accepts",
+        s,
+        efi::Status::SUCCESS,
+    );
     expect_eq("the driver's Start() ran once", STARTS.load(SeqCst), 1);
     let s = uninstall(ctrl, &G_DRV, p(&I_DRV));
     expect_status(

@@ -16,8 +16,16 @@ use alloc::vec::Vec;
 use r_efi::efi;
 
 /// Vendor GUID for the stress variables.
-const GUID: efi::Guid = efi::Guid::from_fields(0x3c1f_1e2e, 0x8a3d, 0x4b57, 0x9e, 0x21, &[0x45, 0x6d, 0x62, 0x65, 0x72, 0x21]);
-const ATTRS: u32 = efi::VARIABLE_NON_VOLATILE | efi::VARIABLE_BOOTSERVICE_ACCESS | efi::VARIABLE_RUNTIME_ACCESS;
+const GUID: efi::Guid = efi::Guid::from_fields(
+    0x3c1f_1e2e,
+    0x8a3d,
+    0x4b57,
+    0x9e,
+    0x21,
+    &[0x45, 0x6d, 0x62, 0x65, 0x72, 0x21],
+);
+const ATTRS: u32 =
+    efi::VARIABLE_NON_VOLATILE | efi::VARIABLE_BOOTSERVICE_ACCESS | efi::VARIABLE_RUNTIME_ACCESS;
 /// Sizes differ so records of several lengths interleave in the log.
 const SIZES: [usize; 4] = [8, 200, 1000, 3000];
 
@@ -34,13 +42,30 @@ pub unsafe fn stress() -> efi::Status {
     let mut round = start.iter().flatten().copied().max().unwrap_or(0) + 1;
     loop {
         for (k, &size) in SIZES.iter().enumerate() {
-            let data: Vec<u8> = round.to_le_bytes().iter().copied().cycle().take(size).collect();
+            let data: Vec<u8> = round
+                .to_le_bytes()
+                .iter()
+                .copied()
+                .cycle()
+                .take(size)
+                .collect();
             let mut n = name(k);
             let mut g = GUID;
             // SAFETY: valid name, GUID and buffer.
-            let s = unsafe { (rt().set_variable)(n.as_mut_ptr(), &mut g, ATTRS, data.len(), data.as_ptr() as *mut _) };
+            let s = unsafe {
+                (rt().set_variable)(
+                    n.as_mut_ptr(),
+                    &mut g,
+                    ATTRS,
+                    data.len(),
+                    data.as_ptr() as *mut _,
+                )
+            };
             if s != efi::Status::SUCCESS {
-                out::line(format_args!("VARSTRESS failed: SetVariable(EmberStress{k}) = {:#x}", s.as_usize()));
+                out::line(format_args!(
+                    "VARSTRESS failed: SetVariable(EmberStress{k}) = {:#x}",
+                    s.as_usize()
+                ));
                 return s;
             }
         }
@@ -60,7 +85,15 @@ unsafe fn read_all() -> (Vec<Option<u64>>, Vec<&'static str>) {
         let mut len = 8192usize;
         let mut buf = vec![0u8; len];
         // SAFETY: valid name, GUID and buffer.
-        let s = unsafe { (rt().get_variable)(n.as_mut_ptr(), &mut g, &mut attrs, &mut len, buf.as_mut_ptr() as *mut _) };
+        let s = unsafe {
+            (rt().get_variable)(
+                n.as_mut_ptr(),
+                &mut g,
+                &mut attrs,
+                &mut len,
+                buf.as_mut_ptr() as *mut _,
+            )
+        };
         if s == efi::Status::NOT_FOUND {
             vals.push(None);
             continue;
@@ -70,7 +103,14 @@ unsafe fn read_all() -> (Vec<Option<u64>>, Vec<&'static str>) {
             && attrs == ATTRS
             && buf[..len].chunks(8).all(|c| c == &buf[..c.len()]);
         if !whole {
-            bad.push(["EmberStress0", "EmberStress1", "EmberStress2", "EmberStress3"][k]);
+            bad.push(
+                [
+                    "EmberStress0",
+                    "EmberStress1",
+                    "EmberStress2",
+                    "EmberStress3",
+                ][k],
+            );
             vals.push(None);
             continue;
         }
@@ -88,7 +128,10 @@ pub unsafe fn check() -> efi::Status {
     let present: Vec<u64> = vals.iter().flatten().copied().collect();
     let ordered = present.len() == vals.len()
         && present.windows(2).all(|w| w[0] >= w[1])
-        && present.first().zip(present.last()).is_some_and(|(f, l)| *l + 1 >= *f);
+        && present
+            .first()
+            .zip(present.last())
+            .is_some_and(|(f, l)| *l + 1 >= *f);
     if bad.is_empty() && ordered {
         out::line(format_args!("VARCHECK ok {present:?}"));
     } else {

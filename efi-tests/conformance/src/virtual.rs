@@ -25,9 +25,8 @@ const VENDOR: efi::Guid = guid(
     0x4b8a,
     [0x9c, 0x47, 0x51, 0x7e, 0x0b, 0x26, 0xd4, 0x13],
 );
-const NV_BS_RT: u32 = efi::VARIABLE_NON_VOLATILE
-    | efi::VARIABLE_BOOTSERVICE_ACCESS
-    | efi::VARIABLE_RUNTIME_ACCESS;
+const NV_BS_RT: u32 =
+    efi::VARIABLE_NON_VOLATILE | efi::VARIABLE_BOOTSERVICE_ACCESS | efi::VARIABLE_RUNTIME_ACCESS;
 const BS_RT: u32 = efi::VARIABLE_BOOTSERVICE_ACCESS | efi::VARIABLE_RUNTIME_ACCESS;
 
 /// Set before ExitBootServices, read at the virtual addresses.
@@ -210,7 +209,8 @@ unsafe fn own_descriptor_tables() {
             ember_vfault_noerr as *const () as u64
         };
         // Present 64-bit interrupt gate, DPL 0.
-        let lo = (h & 0xffff) | (u64::from(cs) << 16) | (0x8e00u64 << 32) | ((h >> 16) & 0xffff) << 48;
+        let lo =
+            (h & 0xffff) | (u64::from(cs) << 16) | (0x8e00u64 << 32) | ((h >> 16) & 0xffff) << 48;
         (*idt)[v] = [lo, h >> 32];
     }
     let ni = DescPtr {
@@ -242,7 +242,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         c ^= u32::from(b);
         for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xedb8_8320
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -305,7 +309,9 @@ unsafe fn identity(t: &mut Tables, runs: &Runs, start: u64, end: u64) -> bool {
 
 /// The whole phase; does not return (it ends in ResetSystem).
 pub unsafe fn run() -> ! {
-    out::line(format_args!("virtual mode: ExitBootServices, SetVirtualAddressMap, no 1:1 map of runtime memory"));
+    out::line(format_args!(
+        "virtual mode: ExitBootServices, SetVirtualAddressMap, no 1:1 map of runtime memory"
+    ));
     // Variables the runtime part must carry over.
     let s1 = set(&N_PROBE, NV_BS_RT, PROBE);
     let s2 = set(&N_VOLATILE, BS_RT, VOLATILE);
@@ -313,11 +319,23 @@ pub unsafe fn run() -> ! {
     let _ = set(&N_WRITTEN, NV_BS_RT, &[]);
     let _ = set(&N_KEPT, NV_BS_RT, &[]);
     let (Some(pool), Some(mapbuf)) = (alloc_pages(TABLE_PAGES), alloc_pages(MAP_PAGES)) else {
-        check("virtual mode: page-table memory", false, format_args!("AllocatePages failed"));
+        check(
+            "virtual mode: page-table memory",
+            false,
+            format_args!("AllocatePages failed"),
+        );
         out::summary_and_shutdown()
     };
-    expect_status("virtual mode: SetVariable(NV probe) before ExitBootServices", s1, efi::Status::SUCCESS);
-    expect_status("virtual mode: SetVariable(volatile probe) before ExitBootServices", s2, efi::Status::SUCCESS);
+    expect_status(
+        "virtual mode: SetVariable(NV probe) before ExitBootServices",
+        s1,
+        efi::Status::SUCCESS,
+    );
+    expect_status(
+        "virtual mode: SetVariable(volatile probe) before ExitBootServices",
+        s2,
+        efi::Status::SUCCESS,
+    );
     let st_pa = st();
     let rt_pa = (*st_pa).runtime_services as u64;
     let vendor_pa = (*st_pa).firmware_vendor as u64;
@@ -330,7 +348,11 @@ pub unsafe fn run() -> ! {
         null_mut(),
         &mut ev,
     );
-    expect_status("virtual mode: CreateEvent(EVT_SIGNAL_VIRTUAL_ADDRESS_CHANGE)", s, efi::Status::SUCCESS);
+    expect_status(
+        "virtual mode: CreateEvent(EVT_SIGNAL_VIRTUAL_ADDRESS_CHANGE)",
+        s,
+        efi::Status::SUCCESS,
+    );
 
     // The final memory map, and ExitBootServices (retried once if the map
     // changed under us, as the spec allows).
@@ -339,9 +361,19 @@ pub unsafe fn run() -> ! {
     let mut exited = efi::Status::ABORTED;
     for _ in 0..2 {
         size = MAP_PAGES * PAGE as usize;
-        let s = (bs().get_memory_map)(&mut size, mapbuf as *mut efi::MemoryDescriptor, &mut key, &mut dsize, &mut dver);
+        let s = (bs().get_memory_map)(
+            &mut size,
+            mapbuf as *mut efi::MemoryDescriptor,
+            &mut key,
+            &mut dsize,
+            &mut dver,
+        );
         if s != efi::Status::SUCCESS {
-            check("virtual mode: GetMemoryMap", false, format_args!("returned {}", St(s)));
+            check(
+                "virtual mode: GetMemoryMap",
+                false,
+                format_args!("returned {}", St(s)),
+            );
             out::summary_and_shutdown()
         }
         exited = (bs().exit_boot_services)(image(), key);
@@ -350,13 +382,21 @@ pub unsafe fn run() -> ! {
         }
     }
     if exited != efi::Status::SUCCESS {
-        check("virtual mode: ExitBootServices", false, format_args!("returned {}", St(exited)));
+        check(
+            "virtual mode: ExitBootServices",
+            false,
+            format_args!("returned {}", St(exited)),
+        );
         out::summary_and_shutdown()
     }
     // From here: no boot services, no ConOut, no allocation.
     out::to_serial();
     asm!("cli");
-    expect_status("virtual mode: ExitBootServices", exited, efi::Status::SUCCESS);
+    expect_status(
+        "virtual mode: ExitBootServices",
+        exited,
+        efi::Status::SUCCESS,
+    );
 
     // Runs of contiguous runtime ranges, each its own offset, laid out
     // top-down in reverse order with a guard gap between runs.
@@ -379,7 +419,11 @@ pub unsafe fn run() -> ! {
             continue;
         }
         if runs.len == MAX_RUNS {
-            check("virtual mode: runtime ranges", false, format_args!("more than {MAX_RUNS} runs"));
+            check(
+                "virtual mode: runtime ranges",
+                false,
+                format_args!("more than {MAX_RUNS} runs"),
+            );
             out::summary_and_shutdown()
         }
         runs.runs[runs.len] = Run {
@@ -481,7 +525,9 @@ pub unsafe fn run() -> ! {
             && Some(CONVERTED.load(Ordering::SeqCst)) == runs.virt_of(rt_pa),
         format_args!(
             "status {}, {:#x} became {:#x}",
-            St(efi::Status::from_usize(CONVERT_STATUS.load(Ordering::SeqCst) as usize)),
+            St(efi::Status::from_usize(
+                CONVERT_STATUS.load(Ordering::SeqCst) as usize
+            )),
             rt_pa,
             CONVERTED.load(Ordering::SeqCst)
         ),
@@ -516,12 +562,18 @@ pub unsafe fn run() -> ! {
         asm!("mov cr4, {}", in(reg) cr4 & !0x80);
         asm!("mov cr4, {}", in(reg) cr4);
     }
-    out::line(format_args!("virtual mode: running on our page tables, {} runtime run(s) moved", runs.len));
+    out::line(format_args!(
+        "virtual mode: running on our page tables, {} runtime run(s) moved",
+        runs.len
+    ));
 
     let rtv = &*(rt_va as *const efi::RuntimeServices);
     check(
         "virtual mode: RuntimeServices CRC32 recomputed",
-        crc_ok(rt_va as *const u8, core::mem::size_of::<efi::RuntimeServices>()),
+        crc_ok(
+            rt_va as *const u8,
+            core::mem::size_of::<efi::RuntimeServices>(),
+        ),
         format_args!("header CRC does not match the table"),
     );
     // What an OS may call once in virtual mode: not SetVirtualAddressMap
@@ -533,19 +585,30 @@ pub unsafe fn run() -> ! {
         ("GetWakeupTime", rtv.get_wakeup_time as usize as u64),
         ("SetWakeupTime", rtv.set_wakeup_time as usize as u64),
         ("GetVariable", rtv.get_variable as usize as u64),
-        ("GetNextVariableName", rtv.get_next_variable_name as usize as u64),
+        (
+            "GetNextVariableName",
+            rtv.get_next_variable_name as usize as u64,
+        ),
         ("SetVariable", rtv.set_variable as usize as u64),
-        ("GetNextHighMonotonicCount", rtv.get_next_high_mono_count as usize as u64),
+        (
+            "GetNextHighMonotonicCount",
+            rtv.get_next_high_mono_count as usize as u64,
+        ),
         ("ResetSystem", rtv.reset_system as usize as u64),
         ("UpdateCapsule", rtv.update_capsule as usize as u64),
-        ("QueryCapsuleCapabilities", rtv.query_capsule_capabilities as usize as u64),
+        (
+            "QueryCapsuleCapabilities",
+            rtv.query_capsule_capabilities as usize as u64,
+        ),
         ("QueryVariableInfo", rtv.query_variable_info as usize as u64),
     ];
     let mut bad = 0;
     for (name, addr) in fns {
         if !runs.is_virtual(addr) {
             bad += 1;
-            out::line(format_args!("  {name} is at {addr:#x}, not at a virtual address"));
+            out::line(format_args!(
+                "  {name} is at {addr:#x}, not at a virtual address"
+            ));
         }
     }
     check(
@@ -564,8 +627,16 @@ pub unsafe fn run() -> ! {
         format_args!("{}-{}-{}", now.year, now.month, now.day),
     );
     let s = (rtv.set_time)(&mut now);
-    expect_status("virtual mode: SetTime(the time just read)", s, efi::Status::SUCCESS);
-    let (mut en, mut pend, mut wt) = (efi::Boolean::FALSE, efi::Boolean::FALSE, efi::Time::default());
+    expect_status(
+        "virtual mode: SetTime(the time just read)",
+        s,
+        efi::Status::SUCCESS,
+    );
+    let (mut en, mut pend, mut wt) = (
+        efi::Boolean::FALSE,
+        efi::Boolean::FALSE,
+        efi::Time::default(),
+    );
     let s = (rtv.get_wakeup_time)(&mut en, &mut pend, &mut wt);
     check(
         "virtual mode: GetWakeupTime",
@@ -577,7 +648,13 @@ pub unsafe fn run() -> ! {
     let get = |name: &[u16], buf: &mut [u8]| -> (efi::Status, u32, usize) {
         let mut g = VENDOR;
         let (mut attrs, mut len) = (0u32, buf.len());
-        let s = (rtv.get_variable)(name.as_ptr() as *mut u16, &mut g, &mut attrs, &mut len, buf.as_mut_ptr() as *mut c_void);
+        let s = (rtv.get_variable)(
+            name.as_ptr() as *mut u16,
+            &mut g,
+            &mut attrs,
+            &mut len,
+            buf.as_mut_ptr() as *mut c_void,
+        );
         (s, attrs, len)
     };
     let mut buf = [0u8; 256];
@@ -611,12 +688,25 @@ pub unsafe fn run() -> ! {
     check(
         "virtual mode: GetNextVariableName enumerates to NOT_FOUND, probe included",
         found && last == efi::Status::NOT_FOUND,
-        format_args!("{steps} names, probe found {found}, ended with {}", St(last)),
+        format_args!(
+            "{steps} names, probe found {found}, ended with {}",
+            St(last)
+        ),
     );
     // Writes: create, append, read back, delete.
     let mut g = VENDOR;
-    let s = (rtv.set_variable)(N_WRITTEN.as_ptr() as *mut u16, &mut g, NV_BS_RT, WRITTEN.len(), WRITTEN.as_ptr() as *mut c_void);
-    expect_status("virtual mode: SetVariable(new NV variable)", s, efi::Status::SUCCESS);
+    let s = (rtv.set_variable)(
+        N_WRITTEN.as_ptr() as *mut u16,
+        &mut g,
+        NV_BS_RT,
+        WRITTEN.len(),
+        WRITTEN.as_ptr() as *mut c_void,
+    );
+    expect_status(
+        "virtual mode: SetVariable(new NV variable)",
+        s,
+        efi::Status::SUCCESS,
+    );
     let s = (rtv.set_variable)(
         N_WRITTEN.as_ptr() as *mut u16,
         &mut g,
@@ -624,7 +714,11 @@ pub unsafe fn run() -> ! {
         PROBE.len(),
         PROBE.as_ptr() as *mut c_void,
     );
-    expect_status("virtual mode: SetVariable(APPEND_WRITE)", s, efi::Status::SUCCESS);
+    expect_status(
+        "virtual mode: SetVariable(APPEND_WRITE)",
+        s,
+        efi::Status::SUCCESS,
+    );
     let (s, _, l) = get(&N_WRITTEN, &mut buf);
     check(
         "virtual mode: GetVariable(the variable written and appended to)",
@@ -634,17 +728,51 @@ pub unsafe fn run() -> ! {
             && &buf[WRITTEN.len()..l] == PROBE,
         format_args!("returned {}, {l} bytes", St(s)),
     );
-    let s = (rtv.set_variable)(N_WRITTEN.as_ptr() as *mut u16, &mut g, NV_BS_RT, 0, null_mut());
+    let s = (rtv.set_variable)(
+        N_WRITTEN.as_ptr() as *mut u16,
+        &mut g,
+        NV_BS_RT,
+        0,
+        null_mut(),
+    );
     expect_status("virtual mode: SetVariable(delete)", s, efi::Status::SUCCESS);
     let (s, _, _) = get(&N_WRITTEN, &mut buf);
-    expect_status("virtual mode: GetVariable(deleted variable)", s, efi::Status::NOT_FOUND);
-    let s = (rtv.set_variable)(N_PROBE.as_ptr() as *mut u16, &mut g, NV_BS_RT, 0, null_mut());
-    expect_status("virtual mode: SetVariable(delete the probe)", s, efi::Status::SUCCESS);
-    let s = (rtv.set_variable)(N_KEPT.as_ptr() as *mut u16, &mut g, NV_BS_RT, WRITTEN.len(), WRITTEN.as_ptr() as *mut c_void);
-    expect_status("virtual mode: SetVariable(a variable left for the harness)", s, efi::Status::SUCCESS);
+    expect_status(
+        "virtual mode: GetVariable(deleted variable)",
+        s,
+        efi::Status::NOT_FOUND,
+    );
+    let s = (rtv.set_variable)(
+        N_PROBE.as_ptr() as *mut u16,
+        &mut g,
+        NV_BS_RT,
+        0,
+        null_mut(),
+    );
+    expect_status(
+        "virtual mode: SetVariable(delete the probe)",
+        s,
+        efi::Status::SUCCESS,
+    );
+    let s = (rtv.set_variable)(
+        N_KEPT.as_ptr() as *mut u16,
+        &mut g,
+        NV_BS_RT,
+        WRITTEN.len(),
+        WRITTEN.as_ptr() as *mut c_void,
+    );
+    expect_status(
+        "virtual mode: SetVariable(a variable left for the harness)",
+        s,
+        efi::Status::SUCCESS,
+    );
     let (mut max, mut rem, mut maxv) = (0u64, 0u64, 0u64);
     let s = (rtv.query_variable_info)(NV_BS_RT, &mut max, &mut rem, &mut maxv);
-    expect_status("virtual mode: QueryVariableInfo(NV|BS|RT)", s, efi::Status::SUCCESS);
+    expect_status(
+        "virtual mode: QueryVariableInfo(NV|BS|RT)",
+        s,
+        efi::Status::SUCCESS,
+    );
     check(
         "virtual mode: QueryVariableInfo sizes are consistent",
         max > 0 && rem <= max && maxv > 0,
@@ -654,7 +782,11 @@ pub unsafe fn run() -> ! {
     // The rest.
     let mut high = 0u32;
     let s = (rtv.get_next_high_mono_count)(&mut high);
-    expect_status("virtual mode: GetNextHighMonotonicCount", s, efi::Status::SUCCESS);
+    expect_status(
+        "virtual mode: GetNextHighMonotonicCount",
+        s,
+        efi::Status::SUCCESS,
+    );
 
     out::summary_and_shutdown_with(rtv)
 }
