@@ -22,7 +22,7 @@ const SUMMARY: &str = "CONFORMANCE: ";
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Fw {
     Ovmf,
-    /// Ember behind qboot (`-kernel`): variables on the ESP, volatile at
+    /// Ember behind SeaBIOS (`-kernel`): variables on the ESP, volatile at
     /// runtime.
     Ember,
     /// Ember as the firmware with a variable flash: the flash store must
