@@ -1,6 +1,7 @@
 //! Ember for aarch64: the flash image for QEMU `virt` (`-bios`), the check
 //! that its entry touches no memory before the MMU is on, and its boot test.
 
+use crate::disk::{Disk, Fs, Kind, Part, Src, Table};
 use crate::util::{cargo, cargo_target_dir, mkdirs, output, run, target_dir, tool, write, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -450,61 +451,25 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
     if BLS_CASES.iter().any(|c| want(c)) {
         let (kernel, initrd) = guest()?;
         let dir = crate::guest::guest_dir().join("arm64");
-        let token = run_token();
-        // GPT, a FAT32 ESP with the Image, the initramfs and one type #1
-        // entry whose options carry the token; a decoy entry for x86_64
-        // (first in sort order) that Ember must skip.
-        use crate::disk::{Disk, Fs, Kind, Part, Src, Table};
-        let entry = format!("title Ember arm64\nlinux /Image\ninitrd /initrd.img\noptions console=ttyAMA0 panic=-1 {token}\n");
-        let decoy = "title x86_64 only\narchitecture x64\nsort-key 0\nlinux /Image\n".to_string();
-        let d = Disk {
-            table: Table::Gpt,
-            parts: vec![Part {
-                kind: Kind::Esp,
-                size_mib: 64,
-                fs: Fs::Fat { bits: 32, spc: 1 },
-                files: vec![
-                    ("/Image".into(), Src::Host(kernel.clone())),
-                    ("/initrd.img".into(), Src::Host(initrd.clone())),
-                    ("/loader/entries/arm64.conf".into(), Src::Text(entry)),
-                    ("/loader/entries/decoy-x64.conf".into(), Src::Text(decoy)),
-                ],
-            }],
-        };
-        let img = dir.join("bls.img");
-        crate::disk::build_disk(&d, &img)?;
-        // The same with the entry's own device tree (`devicetree`): QEMU's,
-        // its `model` changed, which the guest reports.
-        let dtb = virt_dtb(&dir)?;
-        let mut d2 = d.clone();
-        let own = format!("title Ember arm64, own device tree\nlinux /Image\ninitrd /initrd.img\ndevicetree /dtb/virt.dtb\noptions console=ttyAMA0 panic=-1 {token}\n");
-        d2.parts[0].files = vec![
-            ("/Image".into(), Src::Host(kernel.clone())),
-            ("/initrd.img".into(), Src::Host(initrd.clone())),
-            ("/dtb/virt.dtb".into(), Src::Host(dtb)),
-            ("/loader/entries/arm64.conf".into(), Src::Text(own)),
-        ];
-        let img_dtb = dir.join("bls-dtb.img");
-        crate::disk::build_disk(&d2, &img_dtb)?;
         let logs = crate::guest::guest_dir().join("logs");
         mkdirs(&logs)?;
-        // The same disk behind virtio-mmio and behind virtio-pci (the
-        // generic ECAM bridge, BARs from its `ranges`).
-        for (case, device, what) in [
-            (
-                "bls/aarch64-virt",
-                "virtio-blk-device,drive=d0",
-                "virtio-mmio",
-            ),
-            (
-                "bls/aarch64-virt-pci",
-                "virtio-blk-pci,drive=d0,disable-legacy=on",
-                "PCIe (ECAM, BARs from ranges, 64-bit BAR at 512 GiB), virtio-pci",
-            ),
-        ] {
-            if !want(case) {
-                continue;
-            }
+        let token = run_token();
+        let entry = |extra: &str| {
+            format!("title Ember arm64\nlinux /Image\ninitrd /initrd.img\n{extra}options console=ttyAMA0 panic=-1 {token}\n")
+        };
+        // GPT, a FAT32 ESP with the Image, the initramfs, a type #1 entry
+        // whose options carry the token, and `more`; written to `name`.
+        let disk = |name: &str, entry: String, more: Vec<(String, Src)>| -> Result<PathBuf> {
+            let mut files = vec![
+                ("/Image".into(), Src::Host(kernel.clone())),
+                ("/initrd.img".into(), Src::Host(initrd.clone())),
+                ("/loader/entries/arm64.conf".into(), Src::Text(entry)),
+            ];
+            files.extend(more);
+            esp_disk(&dir.join(name), files)
+        };
+        // Boot `img` behind `device`: (console, wall time).
+        let boot = |case: &str, img: &Path, device: &str| -> Result<(String, Duration)> {
             let log = logs.join(format!("{}.log", case.replace('/', "-")));
             let args: Vec<std::ffi::OsString> = vec![
                 "-drive".into(),
@@ -516,35 +481,64 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
                 "-device".into(),
                 device.into(),
             ];
-            let (out, wall) = boot_guest(&log, &args)?;
-            let m = marker(&out);
-            // Behind PCIe, virtio's 64-bit prefetchable BAR must come from
-            // the 64-bit window at 512 GiB (mapped by the second level 1
-            // table).
-            let window_ok = !case.ends_with("-pci") || out.contains("Mem64 at 0x80");
-            let ok = m.starts_with("arm64-kernel")
-                && m.contains(&token)
-                && out.contains("skipped, architecture")
-                && window_ok;
-            let summary = format!("{what}, GPT, FAT32, BLS type #1 (an x64 entry skipped), Debian arm64 kernel; marker with {token}: {m}");
-            let (p, f) = verdict(case, ok, wall, &summary, &out);
-            pass += p;
-            fail += f;
+            boot_guest(&log, &args)
+        };
+        if want("bls/aarch64-virt") || want("bls/aarch64-virt-pci") {
+            // A decoy entry for x86_64 (first in sort order) that Ember
+            // must skip.
+            let decoy = "title x86_64 only\narchitecture x64\nsort-key 0\nlinux /Image\n";
+            let img = disk(
+                "bls.img",
+                entry(""),
+                vec![(
+                    "/loader/entries/decoy-x64.conf".into(),
+                    Src::Text(decoy.into()),
+                )],
+            )?;
+            // The same disk behind virtio-mmio and behind virtio-pci (the
+            // generic ECAM bridge, BARs from its `ranges`).
+            for (case, device, what) in [
+                (
+                    "bls/aarch64-virt",
+                    "virtio-blk-device,drive=d0",
+                    "virtio-mmio",
+                ),
+                (
+                    "bls/aarch64-virt-pci",
+                    "virtio-blk-pci,drive=d0,disable-legacy=on",
+                    "PCIe (ECAM, BARs from ranges, 64-bit BAR at 512 GiB), virtio-pci",
+                ),
+            ] {
+                if !want(case) {
+                    continue;
+                }
+                let (out, wall) = boot(case, &img, device)?;
+                let m = marker(&out);
+                // Behind PCIe, virtio's 64-bit prefetchable BAR must come
+                // from the 64-bit window at 512 GiB (mapped by the second
+                // level 1 table).
+                let window_ok = !case.ends_with("-pci") || out.contains("Mem64 at 0x80");
+                let ok = m.starts_with("arm64-kernel")
+                    && m.contains(&token)
+                    && out.contains("skipped, architecture")
+                    && window_ok;
+                let summary = format!("{what}, GPT, FAT32, BLS type #1 (an x64 entry skipped), Debian arm64 kernel; marker with {token}: {m}");
+                let (p, f) = verdict(case, ok, wall, &summary, &out);
+                pass += p;
+                fail += f;
+            }
         }
         let case = "bls/aarch64-virt-dtb";
         if want(case) {
-            let log = logs.join(format!("{}.log", case.replace('/', "-")));
-            let args: Vec<std::ffi::OsString> = vec![
-                "-drive".into(),
-                format!(
-                    "file={},format=raw,if=none,id=d0,snapshot=on",
-                    img_dtb.display()
-                )
-                .into(),
-                "-device".into(),
-                "virtio-blk-device,drive=d0".into(),
-            ];
-            let (out, wall) = boot_guest(&log, &args)?;
+            // The entry's own device tree (`devicetree`): QEMU's, its
+            // `model` changed, which the guest reports.
+            let dtb = virt_dtb(&dir)?;
+            let img = disk(
+                "bls-dtb.img",
+                entry("devicetree /dtb/virt.dtb\n"),
+                vec![("/dtb/virt.dtb".into(), Src::Host(dtb))],
+            )?;
+            let (out, wall) = boot(case, &img, "virtio-blk-device,drive=d0")?;
             let m = marker(&out);
             let ok = m.starts_with("arm64-kernel")
                 && m.contains(&token)
@@ -609,31 +603,38 @@ const AAVMF_VARS: &str = "/usr/share/AAVMF/AAVMF_VARS.fd";
 /// Ember boots the entry itself; AAVMF boots systemd-boot, which boots the
 /// same entry through the kernel's EFI stub.
 fn bench_disk(kernel: &Path, initrd: &Path) -> Result<PathBuf> {
-    use crate::disk::{Disk, Fs, Kind, Part, Src, Table};
     let sdboot = crate::guest::fetch("systemd-boot-efi:arm64")?
         .join("usr/lib/systemd/boot/efi/systemd-bootaa64.efi");
     let entry = "title Ember arm64 bench\nlinux /Image\ninitrd /initrd.img\noptions console=ttyAMA0 panic=-1 ember.variant=bench\n";
+    esp_disk(
+        &crate::guest::guest_dir().join("arm64").join("bench.img"),
+        vec![
+            ("/EFI/BOOT/BOOTAA64.EFI".into(), Src::Host(sdboot)),
+            ("/Image".into(), Src::Host(kernel.to_path_buf())),
+            ("/initrd.img".into(), Src::Host(initrd.to_path_buf())),
+            (
+                "/loader/loader.conf".into(),
+                Src::Text("timeout 0\n".into()),
+            ),
+            ("/loader/entries/arm64.conf".into(), Src::Text(entry.into())),
+        ],
+    )
+}
+
+/// A GPT disk at `img` whose one partition is a 64 MiB FAT32 ESP holding
+/// `files`.
+fn esp_disk(img: &Path, files: Vec<(String, Src)>) -> Result<PathBuf> {
     let d = Disk {
         table: Table::Gpt,
         parts: vec![Part {
             kind: Kind::Esp,
             size_mib: 64,
             fs: Fs::Fat { bits: 32, spc: 1 },
-            files: vec![
-                ("/EFI/BOOT/BOOTAA64.EFI".into(), Src::Host(sdboot)),
-                ("/Image".into(), Src::Host(kernel.to_path_buf())),
-                ("/initrd.img".into(), Src::Host(initrd.to_path_buf())),
-                (
-                    "/loader/loader.conf".into(),
-                    Src::Text("timeout 0\n".into()),
-                ),
-                ("/loader/entries/arm64.conf".into(), Src::Text(entry.into())),
-            ],
+            files,
         }],
     };
-    let img = crate::guest::guest_dir().join("arm64").join("bench.img");
-    crate::disk::build_disk(&d, &img)?;
-    Ok(img)
+    crate::disk::build_disk(&d, img)?;
+    Ok(img.to_path_buf())
 }
 
 /// `cargo xtask bench-aarch64`: QEMU virt (TCG, `-icount shift=0,sleep=off`,
