@@ -38,6 +38,7 @@ pub unsafe fn stress() -> efi::Status {
     // SAFETY: boot services are up; the watchdog would reset a long run.
     unsafe { ((crate::util::bs()).set_watchdog_timer)(0, 0, 0, core::ptr::null_mut()) };
     // Continue from where the last (killed) run got to.
+    // SAFETY: boot services are up; read_all only reads variables.
     let (start, _) = unsafe { read_all() };
     let mut round = start.iter().flatten().copied().max().unwrap_or(0) + 1;
     loop {

@@ -182,26 +182,33 @@ struct DescPtr {
     base: u64,
 }
 
-static mut IDT: [[u64; 2]; 32] = [[0; 2]; 32];
-static mut GDT: [u64; 16] = [0; 16];
+/// The descriptor tables of this phase. They live in `run`'s frame, which
+/// is never left (it ends in ResetSystem), so they stay valid and in place.
+struct DescriptorTables {
+    idt: [[u64; 2]; 32],
+    gdt: [u64; 16],
+}
 
-/// Our own GDT (a copy of the firmware's) and an IDT with the handlers
-/// above: both in our image, which stays 1:1.
-unsafe fn own_descriptor_tables() {
+/// Load `t` as our own GDT (a copy of the firmware's) and an IDT with the
+/// handlers above: both in our memory, which stays 1:1.
+///
+/// # Safety
+/// `t` must stay where it is, untouched, for as long as the CPU uses it.
+unsafe fn own_descriptor_tables(t: &mut DescriptorTables) {
     let mut g = DescPtr { limit: 0, base: 0 };
     asm!("sgdt [{}]", in(reg) &mut g);
-    let len = (usize::from(g.limit) + 1).min(16 * 8);
-    let gdt = core::ptr::addr_of_mut!(GDT) as *mut u8;
-    core::ptr::copy_nonoverlapping(g.base as *const u8, gdt, len);
+    let len = (usize::from(g.limit) + 1).min(core::mem::size_of_val(&t.gdt));
+    // SAFETY: the firmware's GDT (SGDT's base and limit) into our copy,
+    // at most its size.
+    core::ptr::copy_nonoverlapping(g.base as *const u8, t.gdt.as_mut_ptr() as *mut u8, len);
     let ng = DescPtr {
         limit: (len - 1) as u16,
-        base: gdt as u64,
+        base: t.gdt.as_ptr() as u64,
     };
     asm!("lgdt [{}]", in(reg) &ng);
     let cs: u16;
     asm!("mov {0:x}, cs", out(reg) cs);
-    let idt = core::ptr::addr_of_mut!(IDT);
-    for v in 0..32usize {
+    for (v, gate) in t.idt.iter_mut().enumerate() {
         let with_err = matches!(v, 8 | 10 | 11 | 12 | 13 | 14 | 17);
         let h = if with_err {
             ember_vfault_err as *const () as u64
@@ -211,11 +218,11 @@ unsafe fn own_descriptor_tables() {
         // Present 64-bit interrupt gate, DPL 0.
         let lo =
             (h & 0xffff) | (u64::from(cs) << 16) | (0x8e00u64 << 32) | ((h >> 16) & 0xffff) << 48;
-        (*idt)[v] = [lo, h >> 32];
+        *gate = [lo, h >> 32];
     }
     let ni = DescPtr {
-        limit: (32 * 16 - 1) as u16,
-        base: idt as u64,
+        limit: (core::mem::size_of_val(&t.idt) - 1) as u16,
+        base: t.idt.as_ptr() as u64,
     };
     asm!("lidt [{}]", in(reg) &ni);
 }
@@ -553,7 +560,11 @@ pub unsafe fn run() -> ! {
 
     // Our tables and descriptor tables; from now on the runtime ranges
     // exist only at their virtual addresses.
-    own_descriptor_tables();
+    let mut tables = DescriptorTables {
+        idt: [[0; 2]; 32],
+        gdt: [0; 16],
+    };
+    own_descriptor_tables(&mut tables);
     asm!("mov cr3, {}", in(reg) t.pml4 as u64);
     // Global pages would outlive the CR3 switch: flush them too.
     let cr4: u64;
