@@ -540,47 +540,16 @@ fn command(
     action: &str,
     reboot: bool,
 ) -> Command {
-    let mut c = tool("qemu-system-x86_64");
-    c.args([
-        "-machine",
-        "q35,accel=tcg",
-        "-cpu",
-        "max",
-        "-m",
-        "1G",
-        "-smp",
-        "1",
-    ])
-    .args(["-nographic", "-nic", "none", "-monitor", "none"]);
+    let mut c = crate::qemu::q35_pflash(&fw.code(), vars, disk, log);
     if !reboot {
         c.arg("-no-reboot");
     }
-    c.arg("-drive")
-        .arg(format!(
-            "if=pflash,format=raw,unit=0,readonly=on,file={}",
-            fw.code().display()
-        ))
-        .arg("-drive")
-        .arg(format!(
-            "if=pflash,format=raw,unit=1,file={}",
-            vars.display()
-        ))
-        // snapshot=on: the cached image stays pristine.
-        .arg("-drive")
-        .arg(format!(
-            "file={},format=raw,if=none,id=d0,snapshot=on",
-            disk.display()
-        ))
-        .args(["-device", "virtio-blk-pci,drive=d0,disable-legacy=on"])
-        .arg("-smbios")
+    c.arg("-smbios")
         .arg(format!("type=11,value=ember-action={action}"))
         .arg("-fw_cfg")
-        .arg(format!("name={FW_CFG_ACTION},string={action}"))
-        .arg("-serial")
-        .arg(format!("file:{}", log.display()));
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .arg(format!("name={FW_CFG_ACTION},string={action}"));
+    // QEMU's complaints are part of a failure report.
+    c.stderr(Stdio::piped());
     c
 }
 

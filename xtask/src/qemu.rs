@@ -579,6 +579,52 @@ fn finish(child: &mut Child, grace: Duration) {
     let _ = child.wait();
 }
 
+/// q35 with `code` as pflash unit 0 (read-only) and `vars` as unit 1,
+/// *writable*: the file under test keeps what the firmware writes. One
+/// virtio-blk-pci disk (`snapshot=on`: the image stays pristine), the
+/// serial port to `log`, no monitor, no NIC, and no `-no-reboot` (callers
+/// that want a reset to end QEMU add it). Output is discarded.
+pub fn q35_pflash(code: &Path, vars: &Path, disk: &Path, log: &Path) -> Command {
+    let mut c = tool("qemu-system-x86_64");
+    c.args([
+        "-machine",
+        "q35,accel=tcg",
+        "-cpu",
+        "max",
+        "-m",
+        "1G",
+        "-smp",
+        "1",
+        "-nographic",
+        "-nic",
+        "none",
+        "-monitor",
+        "none",
+    ])
+    .arg("-drive")
+    .arg(format!(
+        "if=pflash,format=raw,unit=0,readonly=on,file={}",
+        code.display()
+    ))
+    .arg("-drive")
+    .arg(format!(
+        "if=pflash,format=raw,unit=1,file={}",
+        vars.display()
+    ))
+    .arg("-drive")
+    .arg(format!(
+        "file={},format=raw,if=none,id=d0,snapshot=on",
+        disk.display()
+    ))
+    .args(["-device", "virtio-blk-pci,drive=d0,disable-legacy=on"])
+    .arg("-serial")
+    .arg(format!("file:{}", log.display()));
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_marker;

@@ -42,48 +42,10 @@ fn app_disk(name: &'static str, options: &str, app: &Path) -> Result<Vec<PathBuf
 }
 
 /// q35 with Ember's flash image as pflash unit 0 and `vars` (writable, the
-/// file under test) as unit 1.
+/// file under test) as unit 1; a reset ends QEMU.
 pub fn command(vars: &Path, disk: &Path, log: &Path) -> Command {
-    let mut c = tool("qemu-system-x86_64");
-    c.args([
-        "-machine",
-        "q35,accel=tcg",
-        "-cpu",
-        "max",
-        "-m",
-        "1G",
-        "-smp",
-        "1",
-    ])
-    .args([
-        "-nographic",
-        "-no-reboot",
-        "-nic",
-        "none",
-        "-monitor",
-        "none",
-    ])
-    .arg("-drive")
-    .arg(format!(
-        "if=pflash,format=raw,unit=0,readonly=on,file={}",
-        dist_bin().display()
-    ))
-    .arg("-drive")
-    .arg(format!(
-        "if=pflash,format=raw,unit=1,file={}",
-        vars.display()
-    ))
-    .arg("-drive")
-    .arg(format!(
-        "file={},format=raw,if=none,id=d0,snapshot=on",
-        disk.display()
-    ))
-    .args(["-device", "virtio-blk-pci,drive=d0,disable-legacy=on"])
-    .arg("-serial")
-    .arg(format!("file:{}", log.display()));
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut c = qemu::q35_pflash(&dist_bin(), vars, disk, log);
+    c.arg("-no-reboot");
     c
 }
 
