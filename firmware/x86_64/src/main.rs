@@ -10,21 +10,23 @@ mod arch;
 mod boot;
 mod bootmgr;
 mod chipset;
+mod cmos;
 mod console;
 mod devices;
-mod efi;
-mod espvars;
-mod flash;
 mod fwcfg;
 mod linux;
+mod machine;
 mod memory;
 mod pci;
-mod phys;
 mod platform;
 mod power;
 mod pvh;
 mod reloc;
 mod time;
+
+// The UEFI layer (shared with aarch64) and the modules it brought along.
+use ember_uefi as efi;
+use ember_uefi::phys;
 
 /// How Ember was entered (entry.s passes it as the second argument).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

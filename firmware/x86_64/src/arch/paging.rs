@@ -107,12 +107,7 @@ pub fn nx_enabled() -> bool {
 }
 
 /// Page attributes as the UEFI memory-attribute protocol sees them.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Attrs {
-    pub read_protect: bool,
-    pub exec_protect: bool,
-    pub read_only: bool,
-}
+pub use ember_uefi::machine::Attrs;
 
 /// The leaf entry for `addr` and its size (4 KiB, 2 MiB or 1 GiB), or None
 /// if unmapped.

@@ -1,53 +1,23 @@
-//! EFI_RNG_PROTOCOL from the CPU's random-number instructions: RDSEED
-//! (conditioned entropy) for EFI_RNG_ALGORITHM_RAW and RDRAND (an SP800-90A
-//! CTR_DRBG with AES-256 in hardware) for the SP800-90 CTR-256 algorithm.
-//! Installed only when the CPU has them.
+//! EFI_RNG_PROTOCOL from the CPU's random-number instructions (on x86_64,
+//! RDSEED for EFI_RNG_ALGORITHM_RAW and RDRAND, an SP800-90A CTR_DRBG with
+//! AES-256 in hardware, for the SP800-90 CTR-256 algorithm; see
+//! [`Machine::rng_draw`](crate::machine::Machine::rng_draw)). Installed
+//! only when the CPU has them.
 
-use crate::arch::io::cpuid;
-use core::arch::asm;
+use crate::machine::machine;
 use r_efi::efi::Status;
 use r_efi::protocols::rng;
-
-fn has_rdrand() -> bool {
-    cpuid(1, 0).ecx & (1 << 30) != 0
-}
-
-fn has_rdseed() -> bool {
-    cpuid(0, 0).eax >= 7 && cpuid(7, 0).ebx & (1 << 18) != 0
-}
-
-/// One 64-bit value, retried a bounded number of times (both instructions
-/// may transiently report no data, CF=0).
-fn draw(seed: bool) -> Option<u64> {
-    for _ in 0..1024 {
-        let v: u64;
-        let ok: u8;
-        // SAFETY: RDRAND/RDSEED only write the destination register and CF;
-        // callers check CPUID for the instruction first.
-        unsafe {
-            if seed {
-                asm!("rdseed {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok, options(nomem, nostack));
-            } else {
-                asm!("rdrand {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok, options(nomem, nostack));
-            }
-        }
-        if ok != 0 {
-            return Some(v);
-        }
-        core::hint::spin_loop();
-    }
-    None
-}
 
 /// The algorithms offered, in preference order (the first is the default).
 fn algorithms() -> ([rng::Algorithm; 2], usize) {
     let mut a = [rng::ALGORITHM_RAW; 2];
     let mut n = 0;
-    if has_rdrand() {
+    let (drbg, raw) = machine().rng_algorithms();
+    if drbg {
         a[n] = rng::ALGORITHM_SP800_90_CTR_256_GUID;
         n += 1;
     }
-    if has_rdseed() {
+    if raw {
         a[n] = rng::ALGORITHM_RAW;
         n += 1;
     }
@@ -104,7 +74,7 @@ extern "efiapi" fn get_rng(
     };
     let mut done = 0;
     while done < len {
-        let Some(v) = draw(seed) else {
+        let Some(v) = machine().rng_draw(seed) else {
             return Status::DEVICE_ERROR;
         };
         let b = v.to_le_bytes();

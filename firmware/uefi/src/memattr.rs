@@ -2,7 +2,7 @@
 //! shim) make its own pages read-only or non-executable before it runs
 //! them, over Ember's identity page tables.
 
-use crate::arch::paging::{self, Attrs};
+use crate::machine::{machine, Attrs};
 use r_efi::efi::{self, Status};
 use r_efi::protocols::memory_attribute;
 
@@ -27,7 +27,7 @@ fn check(base: u64, len: u64, bits: u64) -> Result<u64, Status> {
     {
         return Err(Status::INVALID_PARAMETER);
     }
-    if bits & XP != 0 && !paging::nx_enabled() {
+    if bits & XP != 0 && !machine().nx_enabled() {
         return Err(Status::UNSUPPORTED);
     }
     base.checked_add(len).ok_or(Status::INVALID_PARAMETER)
@@ -50,8 +50,7 @@ extern "efiapi" fn get(
     let Some(end) = base.checked_add(len) else {
         return Status::INVALID_PARAMETER;
     };
-    // SAFETY: Ember's identity tables are live while boot services run.
-    match unsafe { paging::attributes(base, end) } {
+    match machine().attributes(base, end) {
         Some(a) => {
             let v = (if a.read_protect { RP } else { 0 })
                 | (if a.exec_protect { XP } else { 0 })
@@ -80,7 +79,7 @@ fn change(base: u64, len: u64, bits: u64, set: bool) -> Status {
         (none, attrs(bits))
     };
     // SAFETY: Ember's identity tables; table pages come from the allocator.
-    if unsafe { paging::update(base, end, s, c, &mut || crate::memory::alloc_pages(1)) } {
+    if unsafe { machine().update_attributes(base, end, s, c) } {
         Status::SUCCESS
     } else {
         Status::OUT_OF_RESOURCES

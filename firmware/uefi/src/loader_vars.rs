@@ -26,7 +26,10 @@ static INIT_US: AtomicU64 = AtomicU64::new(0);
 
 /// Record the start of the boot-loader part of Ember's work.
 pub fn mark_init() {
-    INIT_US.store(crate::time::since_reset_us(), Ordering::Relaxed);
+    INIT_US.store(
+        crate::machine::machine().since_reset_us(),
+        Ordering::Relaxed,
+    );
 }
 
 fn utf16z(s: &str) -> Vec<u8> {
@@ -47,7 +50,7 @@ pub fn publish(part_uuid: Option<&ember_part::Guid>, path: &str) {
     set("LoaderTimeInitUSec", &format!("{init}"));
     set(
         "LoaderTimeExecUSec",
-        &format!("{}", crate::time::since_reset_us()),
+        &format!("{}", crate::machine::machine().since_reset_us()),
     );
     set(
         "LoaderInfo",

@@ -399,7 +399,7 @@ pub fn new() -> Utility {
             str_upr,
             fat_to_str,
             str_to_fat,
-            supported_languages: c"en".as_ptr() as *const u8,
+            supported_languages: c"en".as_ptr().cast(),
         },
     }
 }

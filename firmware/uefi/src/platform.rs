@@ -46,7 +46,7 @@ pub fn acpi_tables(rsdp: u64) -> Vec<(Guid, u64)> {
         .collect();
     let xlen = 36 + 8 * entries.len();
     let total = xlen + 36;
-    let Ok(mem) = crate::memory::MAP.lock().allocate_pages(
+    let Ok(mem) = crate::ram::MAP.lock().allocate_pages(
         AllocateType::MaxAddress(u64::from(u32::MAX)),
         EfiMemoryType(efi::ACPI_RECLAIM_MEMORY),
         (total as u64).div_ceil(4096),
@@ -84,7 +84,8 @@ pub fn acpi_tables(rsdp: u64) -> Vec<(Guid, u64)> {
 /// before Ember (SeaBIOS, qboot) or placed by Ember — `_SM3_` (64-bit) and
 /// `_SM_` (32-bit), and those Ember placed elsewhere.
 pub fn smbios_tables() -> Vec<(Guid, u64)> {
-    let mut out: Vec<(Guid, u64)> = crate::platform::smbios_extra()
+    let mut out: Vec<(Guid, u64)> = crate::machine::machine()
+        .smbios_tables()
         .into_iter()
         .map(|(is64, a)| {
             (
@@ -98,7 +99,12 @@ pub fn smbios_tables() -> Vec<(Guid, u64)> {
         })
         .collect();
     let mut a = 0xf0000u64;
-    while a + 32 <= 0x100000 {
+    let end = if crate::machine::machine().has_legacy_bios_area() {
+        0x100000
+    } else {
+        a
+    };
+    while a + 32 <= end {
         // SAFETY: the BIOS area is identity-mapped ROM/RAM.
         let b = unsafe { phys::bytes(a, 32) };
         if &b[..5] == b"_SM3_" {
@@ -161,7 +167,7 @@ static MAT_PAGES: spin::Mutex<Option<(u64, u64)>> = spin::Mutex::new(None);
 /// not listed (the OS then keeps its default mapping for them).
 pub fn publish_memory_attributes() {
     use ember_mem::MemKind;
-    let [(t0, t1), (r0, r1), (d0, d1)] = crate::arch::protect::image_ranges();
+    let [(t0, t1), (r0, r1), (d0, d1)] = crate::machine::machine().image_ranges();
     let mut entries: Vec<(u32, u64, u64, u64)> = Vec::new(); // (type, start, end, attrs)
     let rt = efi::MEMORY_RUNTIME;
     entries.push((efi::RUNTIME_SERVICES_CODE, t0, t1, rt | efi::MEMORY_RO));
@@ -176,7 +182,7 @@ pub fn publish_memory_attributes() {
     // descriptor's (Linux ignores entries that deviate), so its data part
     // is "code" here too, made non-executable by its attributes.
     entries.push((efi::RUNTIME_SERVICES_CODE, d0, d1, rt | efi::MEMORY_XP));
-    for r in crate::memory::MAP.lock().map().regions() {
+    for r in crate::ram::MAP.lock().map().regions() {
         if r.kind == MemKind::Allocated(efi::RUNTIME_SERVICES_DATA)
             && (r.end <= d0 || r.start >= d1)
         {
@@ -190,7 +196,7 @@ pub fn publish_memory_attributes() {
     }
     let desc = core::mem::size_of::<efi::MemoryDescriptor>();
     let total = 16 + entries.len() * desc;
-    let Ok(mem) = crate::memory::MAP.lock().allocate_pages(
+    let Ok(mem) = crate::ram::MAP.lock().allocate_pages(
         AllocateType::MaxAddress(u64::from(u32::MAX)),
         EfiMemoryType(efi::ACPI_RECLAIM_MEMORY),
         (total as u64).div_ceil(4096),
@@ -230,7 +236,7 @@ pub fn publish_memory_attributes() {
         .lock()
         .replace((mem, (total as u64).div_ceil(4096)))
     {
-        let _ = crate::memory::MAP.lock().free_pages(a, p);
+        let _ = crate::ram::MAP.lock().free_pages(a, p);
     }
     super::publish_config_tables();
 }

@@ -12,8 +12,8 @@
 //! whole runtime part moves to the OS's virtual addresses (see
 //! [`set_virtual_address_map`] and `crate::reloc`).
 
-use crate::arch::io::{inb, outb};
 use crate::flash::Pflash;
+use crate::machine::machine;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,19 +39,28 @@ static VMAP: Mutex<VirtMap> = Mutex::new(VirtMap {
     ranges: [(0, 0, 0); 64],
 });
 
-/// What keeps working after ExitBootServices (EFI_RT_PROPERTIES_TABLE).
-pub const SUPPORTED_AT_RUNTIME: u32 = efi::RT_SUPPORTED_GET_TIME
-    | efi::RT_SUPPORTED_SET_TIME
-    | efi::RT_SUPPORTED_GET_WAKEUP_TIME
-    | efi::RT_SUPPORTED_SET_WAKEUP_TIME
-    | efi::RT_SUPPORTED_SET_VIRTUAL_ADDRESS_MAP
-    | efi::RT_SUPPORTED_CONVERT_POINTER
-    | efi::RT_SUPPORTED_GET_NEXT_HIGH_MONOTONIC_COUNT
-    | efi::RT_SUPPORTED_RESET_SYSTEM
-    | efi::RT_SUPPORTED_GET_VARIABLE
-    | efi::RT_SUPPORTED_GET_NEXT_VARIABLE_NAME
-    | efi::RT_SUPPORTED_SET_VARIABLE
-    | efi::RT_SUPPORTED_QUERY_VARIABLE_INFO;
+/// What keeps working after ExitBootServices (EFI_RT_PROPERTIES_TABLE):
+/// everything, less the wake-up alarm on machines without one and
+/// SetVirtualAddressMap in builds that cannot relocate.
+pub fn supported_at_runtime() -> u32 {
+    let m = machine();
+    let mut s = efi::RT_SUPPORTED_GET_TIME
+        | efi::RT_SUPPORTED_SET_TIME
+        | efi::RT_SUPPORTED_CONVERT_POINTER
+        | efi::RT_SUPPORTED_GET_NEXT_HIGH_MONOTONIC_COUNT
+        | efi::RT_SUPPORTED_RESET_SYSTEM
+        | efi::RT_SUPPORTED_GET_VARIABLE
+        | efi::RT_SUPPORTED_GET_NEXT_VARIABLE_NAME
+        | efi::RT_SUPPORTED_SET_VARIABLE
+        | efi::RT_SUPPORTED_QUERY_VARIABLE_INFO;
+    if m.has_wakeup() {
+        s |= efi::RT_SUPPORTED_GET_WAKEUP_TIME | efi::RT_SUPPORTED_SET_WAKEUP_TIME;
+    }
+    if m.relocations().is_some() {
+        s |= efi::RT_SUPPORTED_SET_VIRTUAL_ADDRESS_MAP;
+    }
+    s
+}
 
 /// Where non-volatile variables are kept.
 pub enum Medium {
@@ -100,18 +109,15 @@ pub fn init() {
     if VARS.lock().is_some() {
         return;
     }
-    if crate::reloc::ready() {
-        log::debug!(
-            "UEFI runtime: {} pointers to adjust at SetVirtualAddressMap",
-            crate::reloc::count()
-        );
+    if let Some(n) = machine().relocations() {
+        log::debug!("UEFI runtime: {n} pointers to adjust at SetVirtualAddressMap");
     } else {
         log::warn!("UEFI runtime: this build has no relocation table (not built by `cargo xtask build`): SetVirtualAddressMap will fail and the OS will run without runtime services");
     }
-    if !crate::memory::init_runtime_heap(RUNTIME_HEAP_PAGES) {
+    if !crate::ram::init_runtime_heap(RUNTIME_HEAP_PAGES) {
         log::warn!("UEFI variables: no room for the runtime heap");
     }
-    let _rt = crate::memory::RuntimeHeap::enter();
+    let _rt = crate::ram::RuntimeHeap::enter();
     let mut vars = VarStore::new(VarLimits::default());
     open_persistent(&mut vars);
     *VARS.lock() = Some(vars);
@@ -119,28 +125,22 @@ pub fn init() {
 
 /// Open the variable flash and load its variables into `vars`.
 fn open_persistent(vars: &mut VarStore) {
-    if !crate::platform::as_firmware() {
-        log::debug!("UEFI variables: no variable flash (Ember was not started from flash)");
-        return;
-    }
-    // SAFETY: Ember started from its flash image at the top of 4 GiB on a
-    // QEMU PC machine (as_firmware), where the range below is pflash or unclaimed.
-    let Some(flash) = (unsafe { Pflash::probe() }) else {
-        log::debug!("UEFI variables: no variable flash (pflash unit 1)");
+    let Some(flash) = machine().var_flash() else {
+        log::debug!("UEFI variables: no variable flash");
         return;
     };
     let (base, len) = (flash.base(), flash.len());
     // The OS maps it for runtime services (EFI_MEMORY_RUNTIME MMIO).
-    let _ = crate::memory::MAP.lock().map_mut().add(
+    let _ = crate::ram::MAP.lock().map_mut().add(
         base,
         base + u64::from(len),
         ember_mem::MemKind::Allocated(11),
     );
-    let t0 = crate::time::now_ns();
+    let t0 = crate::machine::machine().now_ns();
     match Store::open(Medium::Flash(flash), StoreConfig::default()) {
         Ok((store, report)) => {
             let loaded = load(vars, &store);
-            let ms = (crate::time::now_ns() - t0) / 1_000_000;
+            let ms = (crate::machine::machine().now_ns() - t0) / 1_000_000;
             if quiet(&report) {
                 log::info!(
                     "UEFI variables: flash at {base:#x} ({} KiB), {loaded} variable(s), {ms} ms",
@@ -186,12 +186,12 @@ fn load(vars: &mut VarStore, store: &Store<Medium>) -> usize {
 /// (`create` false: a native Linux boot never writes to the disk); the UEFI
 /// layer, before it mounts the ESPs for loaders, creates one if needed and
 /// stores what is already set (the boot manager's options).
-pub fn attach_esp(disks: &[crate::devices::Disk], create: bool) {
+pub fn attach_esp(disks: &[crate::disk::Disk], create: bool) {
     if PERSIST.lock().is_some() || at_runtime() {
         return;
     }
-    let _rt = crate::memory::RuntimeHeap::enter();
-    let t0 = crate::time::now_ns();
+    let _rt = crate::ram::RuntimeHeap::enter();
+    let t0 = crate::machine::machine().now_ns();
     let Some(file) = crate::espvars::open(disks, create) else {
         if create {
             log::info!("UEFI variables: volatile (no variable flash and no writable ESP)");
@@ -220,7 +220,7 @@ pub fn attach_esp(disks: &[crate::devices::Disk], create: bool) {
                     "UEFI variables: {saved} variable(s) set before the file existed stored"
                 );
             }
-            let ms = (crate::time::now_ns() - t0) / 1_000_000;
+            let ms = (crate::machine::machine().now_ns() - t0) / 1_000_000;
             if quiet(&report) {
                 log::info!(
                     "UEFI variables: {} on {place}, {loaded} variable(s), {ms} ms; kept until ExitBootServices, later changes until reset",
@@ -267,7 +267,7 @@ pub fn enter_runtime() {
         log::info!("UEFI variables: ESP file closed; from now on changes last until reset");
     }
     drop(p);
-    crate::memory::RuntimeHeap::forever();
+    crate::ram::RuntimeHeap::forever();
     if let Some(v) = VARS.lock().as_mut() {
         v.exit_boot_services();
     }
@@ -279,79 +279,6 @@ fn at_runtime() -> bool {
 }
 
 // ---- time ----------------------------------------------------------------
-
-fn cmos(reg: u8) -> u8 {
-    // SAFETY: the RTC's index/data ports; NMI-disable bit left clear.
-    unsafe {
-        outb(0x70, reg);
-        inb(0x71)
-    }
-}
-
-fn cmos_write(reg: u8, v: u8) {
-    // SAFETY: as above.
-    unsafe {
-        outb(0x70, reg);
-        outb(0x71, v);
-    }
-}
-
-fn from_bcd(v: u8, bcd: bool) -> u8 {
-    if bcd {
-        (v >> 4) * 10 + (v & 0xf)
-    } else {
-        v
-    }
-}
-
-fn to_bcd(v: u8, bcd: bool) -> u8 {
-    if bcd {
-        ((v / 10) << 4) | (v % 10)
-    } else {
-        v
-    }
-}
-
-fn read_rtc() -> Option<Time> {
-    if cmos(0x0a) == 0xff {
-        return None; // no RTC decodes these ports
-    }
-    // Wait (bounded) for an update cycle not to be in progress.
-    for _ in 0..100_000 {
-        if cmos(0x0a) & 0x80 == 0 {
-            break;
-        }
-    }
-    let b = cmos(0x0b);
-    let bcd = b & 0x04 == 0;
-    let h24 = b & 0x02 != 0;
-    let raw_hour = cmos(0x04);
-    let mut hour = from_bcd(raw_hour & 0x7f, bcd);
-    if !h24 {
-        let pm = raw_hour & 0x80 != 0;
-        hour %= 12;
-        if pm {
-            hour += 12;
-        }
-    }
-    let century = match from_bcd(cmos(0x32), bcd) {
-        c @ 19..=21 => u16::from(c),
-        _ => 20,
-    };
-    Some(Time {
-        year: century * 100 + u16::from(from_bcd(cmos(0x09), bcd)),
-        month: from_bcd(cmos(0x08), bcd),
-        day: from_bcd(cmos(0x07), bcd),
-        hour,
-        minute: from_bcd(cmos(0x02), bcd),
-        second: from_bcd(cmos(0x00), bcd),
-        pad1: 0,
-        nanosecond: 0,
-        timezone: efi::UNSPECIFIED_TIMEZONE,
-        daylight: 0,
-        pad2: 0,
-    })
-}
 
 fn valid(t: &Time) -> bool {
     (1900..=9999).contains(&t.year)
@@ -368,8 +295,9 @@ pub extern "efiapi" fn get_time(time: *mut Time, caps: *mut TimeCapabilities) ->
     if time.is_null() {
         return Status::INVALID_PARAMETER;
     }
-    let Some(t) = read_rtc() else {
-        return Status::DEVICE_ERROR;
+    let t = match machine().rtc_get() {
+        Ok(t) => t,
+        Err(s) => return s,
     };
     // SAFETY: out pointers checked / optional.
     unsafe {
@@ -394,69 +322,7 @@ pub extern "efiapi" fn set_time(time: *mut Time) -> Status {
     if !valid(&t) {
         return Status::INVALID_PARAMETER;
     }
-    if cmos(0x0a) == 0xff {
-        return Status::DEVICE_ERROR;
-    }
-    let b = cmos(0x0b);
-    let bcd = b & 0x04 == 0;
-    cmos_write(0x0b, b | 0x80); // hold updates while writing
-    cmos_write(0x00, to_bcd(t.second, bcd));
-    cmos_write(0x02, to_bcd(t.minute, bcd));
-    cmos_write(
-        0x04,
-        to_bcd(t.hour, bcd)
-            | if b & 0x02 == 0 && t.hour >= 12 {
-                0x80
-            } else {
-                0
-            },
-    );
-    cmos_write(0x07, to_bcd(t.day, bcd));
-    cmos_write(0x08, to_bcd(t.month, bcd));
-    cmos_write(0x09, to_bcd((t.year % 100) as u8, bcd));
-    cmos_write(0x32, to_bcd((t.year / 100) as u8, bcd));
-    cmos_write(0x0b, b & !0x80);
-    Status::SUCCESS
-}
-
-/// The wake-up time last set: the CMOS alarm holds only hour, minute and
-/// second, so the date comes from here (volatile, like the alarm's enable).
-static WAKE: Mutex<Option<Time>> = Mutex::new(None);
-
-/// CMOS register B: alarm interrupt enable; register C: alarm flag.
-const RTC_B_AIE: u8 = 0x20;
-const RTC_C_AF: u8 = 0x20;
-
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-fn days(y: u16, m: u8, d: u8) -> i64 {
-    let (y, m, d) = (i64::from(y), i64::from(m), i64::from(d));
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn seconds(t: &Time) -> i64 {
-    days(t.year, t.month, t.day) * 86_400
-        + i64::from(t.hour) * 3600
-        + i64::from(t.minute) * 60
-        + i64::from(t.second)
-}
-
-/// The time of day in the RTC's own format (BCD or binary, 12 or 24 h).
-fn rtc_hour(hour: u8, b: u8) -> u8 {
-    let bcd = b & 0x04 == 0;
-    if b & 0x02 != 0 {
-        return to_bcd(hour, bcd);
-    }
-    let h12 = match hour % 12 {
-        0 => 12,
-        h => h,
-    };
-    to_bcd(h12, bcd) | if hour >= 12 { 0x80 } else { 0 }
+    machine().rtc_set(&t)
 }
 
 pub extern "efiapi" fn get_wakeup_time(
@@ -467,49 +333,24 @@ pub extern "efiapi" fn get_wakeup_time(
     if enabled.is_null() || pending.is_null() || time.is_null() {
         return Status::INVALID_PARAMETER;
     }
-    let Some(now) = read_rtc() else {
-        return Status::DEVICE_ERROR;
-    };
-    let b = cmos(0x0b);
-    let bcd = b & 0x04 == 0;
-    // Reading register C clears its flags, as a handled alarm should.
-    let fired = cmos(0x0c) & RTC_C_AF != 0;
-    let raw_hour = cmos(0x05);
-    let mut hour = from_bcd(raw_hour & 0x7f, bcd);
-    if b & 0x02 == 0 {
-        hour = hour % 12 + if raw_hour & 0x80 != 0 { 12 } else { 0 };
-    }
-    let alarm = Time {
-        hour,
-        minute: from_bcd(cmos(0x03), bcd),
-        second: from_bcd(cmos(0x01), bcd),
-        ..now
-    };
-    let t = match *WAKE.lock() {
-        Some(w) if (w.hour, w.minute, w.second) == (alarm.hour, alarm.minute, alarm.second) => w,
-        _ => alarm,
+    let w = match machine().wakeup_get() {
+        Ok(w) => w,
+        Err(s) => return s,
     };
     // SAFETY: out pointers checked above.
     unsafe {
-        *enabled = efi::Boolean::from(b & RTC_B_AIE != 0);
-        *pending = efi::Boolean::from(fired);
-        *time = t;
+        *enabled = efi::Boolean::from(w.enabled);
+        *pending = efi::Boolean::from(w.pending);
+        *time = w.time;
     }
     Status::SUCCESS
 }
 
-/// Arm or disarm the CMOS alarm. The alarm matches hour, minute and second,
-/// so only a time within the next 24 hours can be honoured; a later one is
-/// UNSUPPORTED (the spec's answer for a platform that cannot wake then).
+/// Arm or disarm the wake-up alarm (what the machine can honour is its
+/// business: the CMOS alarm, for one, only matches a time of day).
 pub extern "efiapi" fn set_wakeup_time(enable: efi::Boolean, time: *mut Time) -> Status {
-    let Some(now) = read_rtc() else {
-        return Status::DEVICE_ERROR;
-    };
-    let b = cmos(0x0b);
     if !bool::from(enable) {
-        cmos_write(0x0b, b & !RTC_B_AIE);
-        *WAKE.lock() = None;
-        return Status::SUCCESS;
+        return machine().wakeup_set(false, None);
     }
     if time.is_null() {
         return Status::INVALID_PARAMETER;
@@ -519,17 +360,7 @@ pub extern "efiapi" fn set_wakeup_time(enable: efi::Boolean, time: *mut Time) ->
     if !valid(&t) {
         return Status::INVALID_PARAMETER;
     }
-    let ahead = seconds(&t) - seconds(&now);
-    if !(0..=86_400).contains(&ahead) {
-        return Status::UNSUPPORTED;
-    }
-    let bcd = b & 0x04 == 0;
-    cmos_write(0x01, to_bcd(t.second, bcd));
-    cmos_write(0x03, to_bcd(t.minute, bcd));
-    cmos_write(0x05, rtc_hour(t.hour, b));
-    cmos_write(0x0b, b | RTC_B_AIE);
-    *WAKE.lock() = Some(t);
-    Status::SUCCESS
+    machine().wakeup_set(true, Some(&t))
 }
 
 // ---- virtual addressing --------------------------------------------------
@@ -605,7 +436,7 @@ fn settle() {
     // virtual map checked it), the snapshot lies above `snapshot_at`, and
     // nothing from the old heap is used again (SetVirtualAddressMap forgot
     // it all).
-    unsafe { crate::memory::rebase_runtime_heap(m.heap, m.snapshot_at) };
+    unsafe { crate::ram::rebase_runtime_heap(m.heap, m.snapshot_at) };
     // SAFETY: SetVirtualAddressMap copied `snapshot_len` bytes there.
     let snap = unsafe {
         core::slice::from_raw_parts(
@@ -629,17 +460,8 @@ fn settle() {
 
 /// Ember's image as [start, end).
 fn image_range() -> (u64, u64) {
-    extern "C" {
-        static __image_start: u8;
-        static __image_end: u8;
-    }
-    // SAFETY: linker symbols; only their addresses are taken.
-    unsafe {
-        (
-            &__image_start as *const u8 as u64,
-            &__image_end as *const u8 as u64,
-        )
-    }
+    let [(t0, _), _, (_, d1)] = machine().image_ranges();
+    (t0, d1)
 }
 
 /// The virtual address of `[start, end)`, which must be mapped as one piece.
@@ -730,7 +552,7 @@ pub extern "efiapi" fn set_virtual_address_map(
     if map.is_null() || desc_size < core::mem::size_of::<efi::MemoryDescriptor>() || version != 1 {
         return Status::INVALID_PARAMETER;
     }
-    if !crate::reloc::ready() {
+    if machine().relocations().is_none() {
         // A build that skipped `cargo xtask build`: Ember cannot move.
         return Status::UNSUPPORTED;
     }
@@ -757,7 +579,7 @@ pub extern "efiapi" fn set_virtual_address_map(
         vm.len = 0;
         return Status::NO_MAPPING;
     };
-    let heap = crate::memory::runtime_heap_range();
+    let heap = crate::ram::runtime_heap_range();
     let heap_va = match heap {
         Some((s, e)) => match whole(&vm, s, e) {
             Some(va) => Some(va),
@@ -808,7 +630,7 @@ pub extern "efiapi" fn set_virtual_address_map(
     // else there is given up (forgotten, not freed: the heap's bookkeeping
     // is about to become meaningless).
     let snapshot = {
-        let _rt = crate::memory::RuntimeHeap::enter();
+        let _rt = crate::ram::RuntimeHeap::enter();
         let mut vars = VARS.lock();
         let snap = vars.as_ref().map(|v| v.snapshot());
         core::mem::forget(vars.take());
@@ -840,7 +662,7 @@ pub extern "efiapi" fn set_virtual_address_map(
     // SAFETY: SetVirtualAddressMap, physical mode, the image's virtual
     // address checked above, and nothing of Ember's runs after this but the
     // return.
-    unsafe { crate::reloc::apply(img_va.wrapping_sub(img)) };
+    unsafe { machine().relocate(img_va.wrapping_sub(img)) };
     Status::SUCCESS
 }
 
@@ -899,7 +721,7 @@ pub extern "efiapi" fn get_variable(
 ) -> Status {
     settle();
     // What the stores allocate must survive ExitBootServices.
-    let _rt = crate::memory::RuntimeHeap::enter();
+    let _rt = crate::ram::RuntimeHeap::enter();
     // SAFETY: the caller's name string.
     let (Some(n), Some(g)) = (unsafe { name_at(name) }, vguid(g)) else {
         return Status::INVALID_PARAMETER;
@@ -945,7 +767,7 @@ pub extern "efiapi" fn get_next_variable_name(
 ) -> Status {
     settle();
     // What the stores allocate must survive ExitBootServices.
-    let _rt = crate::memory::RuntimeHeap::enter();
+    let _rt = crate::ram::RuntimeHeap::enter();
     if size.is_null() || name.is_null() || g.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -993,7 +815,7 @@ pub extern "efiapi" fn set_variable(
 ) -> Status {
     settle();
     // What the stores allocate must survive ExitBootServices.
-    let _rt = crate::memory::RuntimeHeap::enter();
+    let _rt = crate::ram::RuntimeHeap::enter();
     // SAFETY: the caller's name string.
     let (Some(n), Some(g)) = (unsafe { name_at(name) }, vguid(g)) else {
         return Status::INVALID_PARAMETER;
@@ -1069,7 +891,7 @@ pub extern "efiapi" fn query_variable_info(
 ) -> Status {
     settle();
     // What the stores allocate must survive ExitBootServices.
-    let _rt = crate::memory::RuntimeHeap::enter();
+    let _rt = crate::ram::RuntimeHeap::enter();
     if max.is_null() || remaining.is_null() || max_var.is_null() {
         return Status::INVALID_PARAMETER;
     }
@@ -1093,7 +915,7 @@ pub extern "efiapi" fn query_variable_info(
 
 /// Set (or replace) a volatile variable on the firmware's behalf.
 pub fn set_volatile(name: &str, g: &Guid, attrs: u32, data: &[u8]) {
-    let _rt = crate::memory::RuntimeHeap::enter();
+    let _rt = crate::ram::RuntimeHeap::enter();
     let units: Vec<u16> = name.encode_utf16().collect();
     if let Some(s) = VARS.lock().as_mut() {
         if let Err(e) = s.set(&units, &VGuid(*g.as_bytes()), attrs, data) {
@@ -1104,7 +926,7 @@ pub fn set_volatile(name: &str, g: &Guid, attrs: u32, data: &[u8]) {
 
 /// Firmware-owned, read-only variables (e.g. SecureBoot = 0).
 pub fn set_read_only(name: &str, g: &Guid, attrs: u32, data: &[u8]) {
-    let _rt = crate::memory::RuntimeHeap::enter();
+    let _rt = crate::ram::RuntimeHeap::enter();
     let units: Vec<u16> = name.encode_utf16().collect();
     if let Some(s) = VARS.lock().as_mut() {
         if let Err(e) = s.set_read_only(&units, &VGuid(*g.as_bytes()), attrs, data) {
@@ -1132,8 +954,8 @@ pub extern "efiapi" fn reset_system(
     _data: *mut core::ffi::c_void,
 ) {
     match kind {
-        efi::RESET_SHUTDOWN => crate::power::poweroff(),
-        _ => crate::power::reset(),
+        efi::RESET_SHUTDOWN => machine().poweroff(),
+        _ => machine().reset(),
     }
 }
 
@@ -1157,7 +979,7 @@ pub extern "efiapi" fn query_capsule_capabilities(
 
 /// A writable variable's initial value.
 pub fn set_default(name: &str, g: &Guid, attrs: u32, data: &[u8]) {
-    let _rt = crate::memory::RuntimeHeap::enter();
+    let _rt = crate::ram::RuntimeHeap::enter();
     let units: Vec<u16> = name.encode_utf16().collect();
     if let Some(s) = VARS.lock().as_mut() {
         // A value kept in the variable store wins over the default.
@@ -1183,7 +1005,7 @@ pub fn read(name: &str, g: &Guid) -> Option<(u32, Vec<u8>)> {
 /// Set (or, with empty `data`, delete) a variable on Ember's behalf, under
 /// the same rules as SetVariable and mirrored to the flash like it.
 pub fn write(name: &str, g: &Guid, attrs: u32, data: &[u8]) -> Status {
-    let _rt = crate::memory::RuntimeHeap::enter();
+    let _rt = crate::ram::RuntimeHeap::enter();
     let units: Vec<u16> = name.encode_utf16().collect();
     set_units(&units, &VGuid(*g.as_bytes()), attrs, data)
 }

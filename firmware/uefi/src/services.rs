@@ -7,7 +7,6 @@ use super::{
     dispatch, event_of, event_ptr, guid_at, handle_of, handle_ptr, result, run_notifications,
     status, with,
 };
-use crate::time;
 use alloc::vec::Vec;
 use core::ffi::c_void;
 use ember_efi::{devpath, Registration, Search, TimerDelay, Tpl};
@@ -705,8 +704,10 @@ unsafe extern "efiapi" {
 // ---- miscellaneous -------------------------------------------------------
 
 pub extern "efiapi" fn stall(us: usize) -> Status {
-    let end = time::now_ns().saturating_add((us as u64).saturating_mul(1000));
-    while time::now_ns() < end {
+    let end = crate::machine::machine()
+        .now_ns()
+        .saturating_add((us as u64).saturating_mul(1000));
+    while crate::machine::machine().now_ns() < end {
         dispatch();
         core::hint::spin_loop();
     }

@@ -2,7 +2,7 @@
 //! memory map (so the map the OS gets lists every allocation with its UEFI
 //! type), and AllocatePool/FreePool from per-type pools carved out of pages.
 
-use crate::memory::MAP;
+use crate::ram::MAP;
 use ember_uefi_data::memmap::{
     AllocateType, EfiMemoryType, Pool, DESCRIPTOR_SIZE, DESCRIPTOR_VERSION,
 };

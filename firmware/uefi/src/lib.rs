@@ -3,36 +3,50 @@
 //! call. The bookkeeping — handle database, events and TPLs, device paths,
 //! the memory map, variables, PE images — lives in host-tested crates
 //! (`ember-efi`, `ember-uefi-data`, `ember-pe`); this module holds the
-//! pointers and the `extern "efiapi"` entry points.
+//! pointers and the `extern "efiapi"` entry points. What differs between
+//! machines (console, clock, page tables, RTC, reset) sits behind
+//! [`machine::Machine`], which each firmware implements.
 //!
 //! Locking: all state sits behind one lock that is never held while guest
 //! code runs (notify functions, image entry points), because that code may
 //! call back into any service.
 
+#![no_std]
+// The `extern "efiapi"` services take raw pointers from UEFI callers by
+// contract (the spec's, not Rust's): they check what can be checked and
+// must stay safe function pointers for the tables.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
+extern crate alloc;
+
+mod arch;
 pub mod block;
 pub mod console;
+pub mod disk;
 pub mod drivers;
+pub mod espvars;
+pub mod flash;
 pub mod fs;
 pub mod image;
 pub mod initrd;
 pub mod loader_vars;
+pub mod machine;
 pub mod memattr;
 pub mod memory;
+pub mod phys;
 pub mod platform;
 pub mod protocols;
+pub mod ram;
 pub mod rng;
 pub mod runtime;
 pub mod services;
 
-use crate::time;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::ffi::c_void;
 use ember_efi::{BootState, EventId, Handle, Tpl};
 use r_efi::efi::{self, Status};
 use spin::Mutex;
-
-core::arch::global_asm!(include_str!("abi.s"), options(att_syntax));
 
 /// Everything the boot services keep between calls.
 pub struct Efi {
@@ -110,7 +124,7 @@ pub fn event_of(p: efi::Event) -> Option<EventId> {
 
 /// Time in the 100 ns units UEFI timers use.
 pub fn now_100ns() -> u64 {
-    time::now_ns() / 100
+    crate::machine::machine().now_ns() / 100
 }
 
 /// Fire due timers and run every notification above the current TPL. Called
@@ -250,15 +264,15 @@ pub struct PartHandle {
 pub static PARTS: Mutex<Vec<PartHandle>> = Mutex::new(Vec::new());
 
 /// A disk's device path: where its controller sits.
-pub fn base_path(loc: crate::devices::Location) -> Vec<u8> {
+pub fn base_path(loc: crate::disk::Location) -> Vec<u8> {
     use ember_uefi_data::devpath as dp;
     let mut nodes: Vec<Vec<u8>> = Vec::new();
     match loc {
-        crate::devices::Location::Pci(b) => {
+        crate::disk::Location::Pci(b) => {
             nodes.push(dp::pci_root(u32::from(b.bus)));
             nodes.push(dp::pci(b.device, b.function));
         }
-        crate::devices::Location::Mmio(base) => nodes.push(dp::virtio_mmio(base)),
+        crate::disk::Location::Mmio(base) => nodes.push(dp::virtio_mmio(base)),
     }
     let refs: Vec<&[u8]> = nodes.iter().map(|n| n.as_slice()).collect();
     dp::from_nodes(&refs).unwrap_or_else(|_| dp::end_entire().to_vec())
@@ -266,8 +280,8 @@ pub fn base_path(loc: crate::devices::Location) -> Vec<u8> {
 
 /// Build the UEFI world: tables, console, disks, partitions, filesystems.
 /// Done only when an entry needs it: a native Linux boot never pays for it.
-pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::string::String> {
-    use crate::memory::MAP;
+pub fn init(disks: &[crate::disk::Disk], rsdp: u64) -> Result<(), alloc::string::String> {
+    use crate::ram::MAP;
     use ember_mem::MemKind;
     use r_efi::protocols::{
         block_io, device_path, disk_io, simple_file_system, simple_text_input,
@@ -276,7 +290,7 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
     if EFI.lock().is_some() {
         return Ok(());
     }
-    let t0 = time::now_ns();
+    let t0 = crate::machine::machine().now_ns();
     // The tables first: without them there is no UEFI world to build, and
     // nothing has been changed yet. System and runtime tables go in runtime
     // memory.
@@ -621,7 +635,7 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
         }
         None => log::info!("UEFI: no RDRAND/RDSEED: no EFI_RNG_PROTOCOL"),
     }
-    if crate::arch::paging::enable_nx() {
+    if machine::machine().enable_nx() {
         let m = alloc::boxed::Box::leak(alloc::boxed::Box::new(memattr::protocol()));
         install(&[(
             &r_efi::protocols::memory_attribute::PROTOCOL_GUID,
@@ -652,7 +666,7 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
             (p as *mut efi::RtPropertiesTable).write(efi::RtPropertiesTable {
                 version: efi::RT_PROPERTIES_TABLE_VERSION,
                 length: 8,
-                runtime_services_supported: runtime::SUPPORTED_AT_RUNTIME,
+                runtime_services_supported: runtime::supported_at_runtime(),
             })
         };
         with(|e| {
@@ -665,7 +679,7 @@ pub fn init(disks: &[crate::devices::Disk], rsdp: u64) -> Result<(), alloc::stri
     publish_config_tables();
     log::info!(
         "UEFI: ready in {} us: {} partition handle(s), system table at {:#x}",
-        (time::now_ns() - t0) / 1000,
+        (crate::machine::machine().now_ns() - t0) / 1000,
         PARTS.lock().len(),
         system as usize
     );

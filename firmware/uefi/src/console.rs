@@ -2,7 +2,7 @@
 //! ANSI control sequences; SimpleTextInput(Ex) decodes the terminal's bytes
 //! (escape sequences included) into UEFI keys.
 
-use crate::{console, time};
+use crate::machine::machine;
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use core::ffi::c_void;
@@ -93,7 +93,7 @@ extern "efiapi" fn out_string(this: *mut simple_text_output::Protocol, s: *mut u
                 }
             }
         }
-        console::write_raw(b);
+        machine().console_write(b);
     });
     me.mode.cursor_column = col as i32;
     me.mode.cursor_row = row as i32;
@@ -148,7 +148,7 @@ extern "efiapi" fn out_set_attribute(
     }
     let mut b = [0u8; 16];
     let n = ember_term::attribute_sgr(attr, &mut b);
-    console::write_raw(&b[..n]);
+    machine().console_write(&b[..n]);
     me.mode.attribute = attr as i32;
     Status::SUCCESS
 }
@@ -158,7 +158,7 @@ extern "efiapi" fn out_clear(this: *mut simple_text_output::Protocol) -> Status 
     let Some(me) = (unsafe { out(this) }) else {
         return Status::INVALID_PARAMETER;
     };
-    console::write_raw(b"\x1b[2J\x1b[H");
+    machine().console_write(b"\x1b[2J\x1b[H");
     me.mode.cursor_column = 0;
     me.mode.cursor_row = 0;
     Status::SUCCESS
@@ -177,7 +177,7 @@ extern "efiapi" fn out_set_cursor(
         return Status::UNSUPPORTED;
     }
     let s = alloc::format!("\x1b[{};{}H", row + 1, col + 1);
-    console::write_raw(s.as_bytes());
+    machine().console_write(s.as_bytes());
     me.mode.cursor_column = col as i32;
     me.mode.cursor_row = row as i32;
     Status::SUCCESS
@@ -191,7 +191,7 @@ extern "efiapi" fn out_enable_cursor(
     let Some(me) = (unsafe { out(this) }) else {
         return Status::INVALID_PARAMETER;
     };
-    console::write_raw(if on.into() {
+    machine().console_write(if on.into() {
         b"\x1b[?25h"
     } else {
         b"\x1b[?25l"
@@ -224,13 +224,18 @@ pub fn poll_keys() {
     let mut fresh = alloc::vec::Vec::new();
     {
         let mut inp = INPUT.lock();
-        while let Some(b) = console::read_byte() {
-            inp.esc_at_ns = time::now_ns();
+        while let Some(b) = machine().console_read() {
+            inp.esc_at_ns = crate::machine::machine().now_ns();
             if let Some(k) = inp.decoder.push(b) {
                 fresh.push(k);
             }
         }
-        if inp.decoder.pending() && time::now_ns().saturating_sub(inp.esc_at_ns) > ESC_TIMEOUT_NS {
+        if inp.decoder.pending()
+            && crate::machine::machine()
+                .now_ns()
+                .saturating_sub(inp.esc_at_ns)
+                > ESC_TIMEOUT_NS
+        {
             if let Some(k) = inp.decoder.flush() {
                 fresh.push(k);
             }

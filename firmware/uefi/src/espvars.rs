@@ -10,7 +10,7 @@
 //! instance that loaders write through. After ExitBootServices the disk
 //! belongs to the OS: changes from then on live in memory until reset.
 
-use crate::devices::{Disk, SharedDisk};
+use crate::disk::{Disk, SharedDisk};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;

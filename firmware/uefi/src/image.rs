@@ -5,7 +5,8 @@
 //! of its own calls, and chains nest: shim → GRUB → the kernel's EFI stub.
 
 use super::{dispatch, guid, handle_of, handle_ptr, run_notifications, services, with, TABLES};
-use crate::memory::MAP;
+use crate::machine::Attrs;
+use crate::ram::MAP;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::ffi::c_void;
@@ -81,16 +82,11 @@ impl Image {
 /// expect. Only page-aligned section layouts are split this way; returns
 /// whether anything was applied.
 fn protect(pe: &PeImage, base: u64) -> bool {
-    use crate::arch::paging::{self, Attrs};
-    if !pe.nx_compat() || !paging::nx_enabled() || pe.section_alignment() < 4096 {
+    let m = crate::machine::machine();
+    if !pe.nx_compat() || !m.nx_enabled() || pe.section_alignment() < 4096 {
         return false;
     }
-    let none = Attrs {
-        read_protect: false,
-        exec_protect: false,
-        read_only: false,
-    };
-    let mut alloc = || crate::memory::alloc_pages(1);
+    let none = Attrs::NONE;
     let headers = u64::from(pe.headers_size()).next_multiple_of(4096);
     let ro_nx = Attrs {
         read_protect: false,
@@ -99,7 +95,7 @@ fn protect(pe: &PeImage, base: u64) -> bool {
     };
     // SAFETY: the image's own pages, just allocated and loaded; Ember's
     // identity tables are live.
-    let mut ok = unsafe { paging::update(base, base + headers, ro_nx, none, &mut alloc) };
+    let mut ok = unsafe { m.update_attributes(base, base + headers, ro_nx, none) };
     for s in pe.section_permissions() {
         let start = base + u64::from(s.rva);
         let end = start + u64::from(s.size).next_multiple_of(4096);
@@ -109,7 +105,7 @@ fn protect(pe: &PeImage, base: u64) -> bool {
             read_only: !s.writable,
         };
         // SAFETY: as above, within the image.
-        ok &= unsafe { paging::update(start, end, set, none, &mut alloc) };
+        ok &= unsafe { m.update_attributes(start, end, set, none) };
     }
     if ok {
         log::debug!("UEFI: image at {base:#x} is NX_COMPAT: mapped W^X");
@@ -121,22 +117,14 @@ fn protect(pe: &PeImage, base: u64) -> bool {
 
 /// Give an unloaded image's pages back read-write-execute.
 fn unprotect(base: u64, pages: u64) {
-    use crate::arch::paging::{self, Attrs};
-    let none = Attrs {
-        read_protect: false,
-        exec_protect: false,
-        read_only: false,
-    };
-    let all = Attrs {
-        read_protect: true,
-        exec_protect: true,
-        read_only: true,
-    };
     // SAFETY: the image's own pages, about to be freed.
     unsafe {
-        paging::update(base, base + pages * 4096, none, all, &mut || {
-            crate::memory::alloc_pages(1)
-        })
+        crate::machine::machine().update_attributes(
+            base,
+            base + pages * 4096,
+            Attrs::NONE,
+            Attrs::ALL,
+        )
     };
 }
 
@@ -562,9 +550,7 @@ pub extern "efiapi" fn start_image(
     ) else {
         return Status::OUT_OF_RESOURCES;
     };
-    crate::arch::protect::guard(stack);
-    // Guest code may read the BIOS data area and vectors in page 0.
-    crate::arch::protect::map_page0();
+    crate::machine::machine().image_running(stack, true);
     let st = TABLES
         .lock()
         .as_ref()
@@ -575,10 +561,7 @@ pub extern "efiapi" fn start_image(
     // the stack is fresh; `slot` lives in the image record until unload.
     let raw = unsafe { efi_call_image(entry, handle, st, stack + (STACK_PAGES + 1) * 4096, slot) };
     with(|e| e.running.retain(|&x| x != h.raw()));
-    if with(|e| e.running.is_empty()) {
-        crate::arch::protect::unmap_page0();
-    }
-    crate::arch::protect::unguard(stack);
+    crate::machine::machine().image_running(stack, false);
     free(stack, STACK_PAGES + 1);
     let status = Status::from_usize(raw);
     let data =
@@ -689,7 +672,7 @@ pub extern "efiapi" fn exit_boot_services(handle: Handle, key: usize) -> Status 
     super::runtime::enter_runtime();
     log::info!(
         "UEFI: ExitBootServices; the OS owns the machine now ({} ms since Ember started)",
-        crate::time::since_start_us() / 1000
+        crate::machine::machine().since_start_us() / 1000
     );
     if let Some(t) = TABLES.lock().as_ref() {
         // SAFETY: the system table Ember allocated. The spec has these

@@ -23,28 +23,6 @@ pub struct Pflash {
     len: u32,
 }
 
-/// How many bytes Ember's own flash image spans: its loaded bytes and the
-/// reset stub, rounded up to QEMU's 64 KiB granule (as `cargo xtask build`
-/// lays it out). The vars device sits right below.
-fn code_flash_size() -> u64 {
-    extern "C" {
-        static __image_start: u8;
-        static __load_end: u8;
-        static reset_stub_start: u8;
-        static reset_stub_end: u8;
-    }
-    // SAFETY: linker-provided symbols; only their addresses are used.
-    let (s, l, rs, re) = unsafe {
-        (
-            &__image_start as *const u8 as u64,
-            &__load_end as *const u8 as u64,
-            &reset_stub_start as *const u8 as u64,
-            &reset_stub_end as *const u8 as u64,
-        )
-    };
-    ((l - s) + (re - rs)).next_multiple_of(64 * 1024)
-}
-
 impl Pflash {
     fn write8(&mut self, off: u64, v: u8) {
         // SAFETY: inside the device found by `probe` (identity-mapped MMIO),
@@ -57,16 +35,13 @@ impl Pflash {
         unsafe { core::ptr::read_volatile((self.base + off) as usize as *const u8) }
     }
 
-    /// Find the vars flash below Ember's code flash with a CFI query.
-    /// Returns `None` when Ember did not start from flash or there is no
-    /// second device (e.g. `-bios`, or pflash unit 0 only).
+    /// Find a vars flash that ends at `top` (exclusive) with a CFI query.
+    /// Returns `None` when there is no such device.
     ///
     /// # Safety
-    /// Ember must be running from its flash image at the top of 4 GiB (the
-    /// reset-vector entry), on a machine where the range below it is pflash
-    /// or unclaimed (QEMU's PC machines).
-    pub unsafe fn probe() -> Option<Pflash> {
-        let top = (1u64 << 32) - code_flash_size();
+    /// The block below `top` must be pflash or unclaimed, identity-mapped
+    /// as device memory, and used by nothing else.
+    pub unsafe fn probe_below(top: u64) -> Option<Pflash> {
         // The last block of the device below the code: CFI answers at any
         // offset of the device.
         let mut probe = Pflash {

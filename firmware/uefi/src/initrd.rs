@@ -66,7 +66,7 @@ extern "efiapi" fn load(
         unsafe { *size = need };
         return Status::BUFFER_TOO_SMALL;
     }
-    let t0 = crate::time::now_ns();
+    let t0 = crate::machine::machine().now_ns();
     let mut off = 0usize;
     for p in &me.paths {
         let (f, fsize) = match open(me.sfs, p) {
@@ -89,7 +89,7 @@ extern "efiapi" fn load(
     }
     // SAFETY: `size` checked.
     unsafe { *size = need };
-    let ns = (crate::time::now_ns() - t0).max(1);
+    let ns = (crate::machine::machine().now_ns() - t0).max(1);
     log::info!(
         "UEFI: initrd {} KiB via LoadFile2 in {} ms",
         need / 1024,

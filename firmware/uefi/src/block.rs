@@ -13,7 +13,7 @@
 //! code (keyed on the disk's absolute LBA, so partitions share it), and
 //! writes and flushes invalidate what they touch.
 
-pub use crate::devices::SharedDisk;
+pub use crate::disk::SharedDisk;
 use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::vec;
@@ -35,7 +35,7 @@ const MAX_CHUNK: usize = 1024 * 1024;
 const SLOTS: usize = 4;
 /// Bytes a disk's cache may hold: 1/16 of Ember's heap, 256 KiB to 2 MiB.
 fn budget() -> usize {
-    let heap = crate::memory::heap_range().map_or(0, |&(a, b)| (b - a) as usize);
+    let heap = crate::ram::heap_range().map_or(0, |&(a, b)| (b - a) as usize);
     (heap / 16).clamp(256 * 1024, 2 * MAX_CHUNK)
 }
 
