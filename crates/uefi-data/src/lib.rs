@@ -12,6 +12,7 @@
 extern crate alloc;
 
 pub mod bootmgr;
+pub mod clock;
 pub mod devpath;
 mod guid;
 pub mod loadopt;

@@ -18,13 +18,24 @@ use ember_part::PartKind;
 use ember_virtio::{MmioRegion, Timeout, Transport, VirtioBlk, VirtioMmio};
 
 /// A started block device (virtio-mmio or virtio-pci).
-pub type Disk = alloc::boxed::Box<dyn BlockDevice>;
+pub type Dev = alloc::boxed::Box<dyn BlockDevice>;
+/// A disk with its name and place, shared with the UEFI layer.
+pub use ember_uefi::disk::{Disk, Location, SharedDisk};
+
+/// Wrap a started device for the boot paths.
+pub fn disk(name: String, dev: Dev, location: Location) -> Disk {
+    Disk {
+        name,
+        dev: SharedDisk(alloc::rc::Rc::new(core::cell::RefCell::new(dev))),
+        location,
+    }
+}
 
 /// Largest entry file Ember reads.
 const CONF_LIMIT: u64 = 64 * 1024;
 
 /// Start the virtio-blk driver on a transport; `None` (logged) on failure.
-pub fn start_blk<T: Transport + 'static>(name: &str, t: T) -> Option<Disk> {
+pub fn start_blk<T: Transport + 'static>(name: &str, t: T) -> Option<Dev> {
     let timeout = Timeout::Clock {
         now_ns: crate::rt::now_ns,
         timeout_ns: 10_000_000_000,
@@ -41,7 +52,7 @@ pub fn start_blk<T: Transport + 'static>(name: &str, t: T) -> Option<Disk> {
 }
 
 /// The virtio-blk devices among `transports` (base, length).
-pub fn discover(transports: &[(usize, usize)]) -> Vec<(String, Disk)> {
+pub fn discover(transports: &[(usize, usize)]) -> Vec<Disk> {
     let mut out = Vec::new();
     for &(base, len) in transports {
         // SAFETY: a virtio-mmio transport the device tree lists, inside the
@@ -57,7 +68,7 @@ pub fn discover(transports: &[(usize, usize)]) -> Vec<(String, Disk)> {
         }
         let name = format!("virtio-blk mmio@{base:#x} (v{})", t.version());
         if let Some(b) = start_blk(&name, t) {
-            out.push((name, b));
+            out.push(disk(name, b, Location::Mmio(base as u64)));
         }
     }
     out
@@ -149,9 +160,6 @@ fn boot_entry(
     out: &mut Pl011,
 ) -> Result<(), String> {
     let e = &f.entry;
-    if e.efi.is_some() {
-        return Err("an `efi` entry: the UEFI layer is not on aarch64 yet".into());
-    }
     let linux_path = e.linux.as_deref().ok_or("entry has no `linux`")?;
     let slice = Slice::new(&mut *dev, f.first_lba, f.num_blocks).map_err(|e| format!("{e}"))?;
     let mut fs = FileSystem::mount(slice).map_err(|e| format!("{e}"))?;
@@ -248,13 +256,21 @@ fn read_dtb<B: BlockDevice>(fs: &mut FileSystem<B>, path: &str) -> Result<Vec<u8
 
 /// Try every disk's entries: the default first, then the others; returns
 /// only if nothing booted.
-pub fn boot(disks: &mut [(String, Disk)], dtb: usize, ram: (usize, usize), out: &mut Pl011) {
-    for (name, dev) in disks.iter_mut() {
+pub fn boot(
+    disks: &mut [Disk],
+    dtb: usize,
+    ram: (usize, usize),
+    regions: &[(u64, u64)],
+    out: &mut Pl011,
+) {
+    for di in 0..disks.len() {
+        let (name, mut dev) = (disks[di].name.clone(), disks[di].dev.clone());
+        let (name, dev) = (&name, &mut dev);
         log::info!(
             "{name}: {} MiB",
             (dev.num_blocks() * u64::from(dev.block_size())) >> 20
         );
-        let (found, conf) = entries(name, &mut **dev);
+        let (found, conf) = entries(name, dev);
         if found.is_empty() {
             log::info!("{name}: no boot loader entries");
             continue;
@@ -276,7 +292,17 @@ pub fn boot(disks: &mut [(String, Disk)], dtb: usize, ram: (usize, usize), out: 
         for i in order {
             let f = &found[i];
             log::info!("{name}: booting {}", f.entry.id);
-            if let Err(e) = boot_entry(&mut **dev, f, dtb, ram, out) {
+            if let Some(path) = &f.entry.efi {
+                // An EFI program (systemd-boot, a UKI, shim): through the
+                // UEFI layer, with the entry's options as load options.
+                let options = f.entry.options.clone().unwrap_or_default();
+                match crate::efiboot::prepare(disks, dtb, regions) {
+                    Ok(()) => crate::efiboot::start(disks, di, f.first_lba, path, &options),
+                    Err(e) => log::error!("{name}: entry {}: {e}", f.entry.id),
+                }
+                continue;
+            }
+            if let Err(e) = boot_entry(dev, f, dtb, ram, out) {
                 log::error!(
                     "{name} partition {}: entry {} failed: {e}; trying the next one",
                     f.part,

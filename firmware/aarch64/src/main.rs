@@ -1,15 +1,19 @@
 //! Ember for aarch64 on QEMU `virt`: the entry (MMU, caches and WXN on from
 //! the first instruction, `entry.s`), the PL011 console, the device tree
-//! from QEMU, and PSCI. The boot paths shared with x86_64 (virtio, GPT,
-//! FAT, Boot Loader Specification, UEFI) are not wired in yet.
+//! from QEMU, PSCI, and the boot paths: QEMU's -kernel, Boot Loader
+//! Specification entries, then UEFI loaders (efiboot.rs, with the UEFI
+//! layer shared with x86_64).
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
 mod disk;
+mod efiboot;
 mod fwcfg;
 mod linux;
+mod machine;
+mod mmu;
 mod pci;
 mod pl011;
 mod platform;
@@ -30,6 +34,7 @@ const SCTLR_WXN: u64 = 1 << 19;
 
 /// PSCI 0.2 SYSTEM_OFF and SYSTEM_RESET function IDs.
 const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
+const PSCI_SYSTEM_RESET: u64 = 0x8400_0009;
 
 fn sctlr() -> u64 {
     let v: u64;
@@ -43,6 +48,17 @@ fn sctlr() -> u64 {
 enum Conduit {
     Hvc,
     Smc,
+}
+
+/// The conduit the device tree named (HVC until then).
+static SMC: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+fn conduit() -> Conduit {
+    if SMC.load(core::sync::atomic::Ordering::Relaxed) {
+        Conduit::Smc
+    } else {
+        Conduit::Hvc
+    }
 }
 
 fn psci(conduit: Conduit, function: u64) {
@@ -102,6 +118,21 @@ extern "C" fn rust_main(dtb: usize) -> ! {
                 Some("smc") => Conduit::Smc,
                 _ => Conduit::Hvc,
             };
+            SMC.store(
+                matches!(conduit, Conduit::Smc),
+                core::sync::atomic::Ordering::Relaxed,
+            );
+            if let Some(base) = platform::pl031_base(&fdt) {
+                // SAFETY: the PL031 the device tree names, inside the
+                // device window (pl031_base checks).
+                unsafe { machine::set_rtc(base) };
+            }
+            let regions: alloc::vec::Vec<(u64, u64)> = fdt
+                .memory()
+                .regions()
+                .map(|r| (r.starting_address as u64, r.size.unwrap_or(0) as u64))
+                .collect();
+            rt::memory_map(regions.iter().copied());
             // QEMU's -kernel/-initrd/-append, when given.
             let ram = fdt
                 .memory()
@@ -143,7 +174,8 @@ extern "C" fn rust_main(dtb: usize) -> ! {
                 if let Some((ecam, windows)) = pci::host_bridge(&fdt) {
                     disks.extend(pci::disks(ecam, windows));
                 }
-                disk::boot(&mut disks, dtb, ram, &mut out);
+                disk::boot(&mut disks, dtb, ram, &regions, &mut out);
+                efiboot::boot(&disks, dtb, &regions, &mut out);
             }
             conduit
         }
@@ -208,7 +240,7 @@ extern "C" fn ember_exception(vector: u64, esr: u64, elr: u64, far: u64) -> ! {
     halt()
 }
 
-/// `ember.selftest=fault|exec` (from `-fw_cfg name=opt/ember/cmdline`):
+/// `ember.selftest=fault|exec|mmu` (from `-fw_cfg name=opt/ember/cmdline`):
 /// show that the exception report works and that writable memory cannot be
 /// executed (WXN), by reading an address the tables do not map or by
 /// running an instruction Ember has just written to RAM.
@@ -235,6 +267,8 @@ fn selftest(what: &str, out: &mut pl011::Pl011) {
                 "selftest: writable memory executed: WXN is NOT in force"
             );
         }
+        // Run-time page attributes (mmu.rs); ends in a permission fault.
+        "mmu" => mmu::selftest(out),
         _ => {
             let _ = writeln!(out, "selftest: unknown test {what:?}");
         }

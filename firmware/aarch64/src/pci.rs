@@ -2,7 +2,6 @@
 //! assigned from its `ranges`, and the virtio-blk functions behind it.
 
 use alloc::format;
-use alloc::string::String;
 use alloc::vec::Vec;
 use ember_pci::{BarWindows, Bdf, ConfigSpace};
 use fdt::Fdt;
@@ -107,7 +106,7 @@ pub fn host_bridge(fdt: &Fdt<'_>) -> Option<(Ecam, BarWindows)> {
 
 /// Enumerate the bridge's buses, assign BARs, and start every virtio-blk
 /// function; returns the disks with their names.
-pub fn disks(ecam: Ecam, mut windows: BarWindows) -> Vec<(String, crate::disk::Disk)> {
+pub fn disks(ecam: Ecam, mut windows: BarWindows) -> Vec<crate::disk::Disk> {
     let mut cfg = ecam;
     let devs = ember_pci::enumerate(&mut cfg, &mut windows);
     log::info!(
@@ -142,7 +141,11 @@ pub fn disks(ecam: Ecam, mut windows: BarWindows) -> Vec<(String, crate::disk::D
             }
         };
         if let Some(b) = crate::disk::start_blk(&name, t) {
-            out.push((name, b));
+            out.push(crate::disk::disk(
+                name,
+                b,
+                crate::disk::Location::Pci(d.bdf),
+            ));
         }
     }
     out

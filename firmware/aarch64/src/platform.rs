@@ -38,19 +38,6 @@ fn in_device_window(base: usize, len: usize) -> bool {
     base >= 64 << 20 && base.checked_add(len).is_some_and(|e| e <= 1 << 30)
 }
 
-/// Civil date of a count of days since 1970-01-01.
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 /// virtio device IDs Ember knows by name.
 fn virtio_name(id: u32) -> &'static str {
     match id {
@@ -78,20 +65,25 @@ pub fn fw_cfg_base(fdt: &Fdt<'_>) -> Option<usize> {
         .map(|(b, _)| b)
 }
 
+/// The PL031 RTC's registers, when the device tree has one in the device
+/// window.
+pub fn pl031_base(fdt: &Fdt<'_>) -> Option<usize> {
+    with_compatible(fdt, "arm,pl031")
+        .find_map(|n| first_reg(&n))
+        .filter(|&(b, l)| in_device_window(b, l.max(0x1000)))
+        .map(|(b, _)| b)
+}
+
 /// Report every device the boot paths will need.
 pub fn report(fdt: &Fdt<'_>, out: &mut Pl011) {
     if let Some((base, len)) = with_compatible(fdt, "arm,pl031").find_map(|n| first_reg(&n)) {
         if in_device_window(base, len.max(4)) {
             // SAFETY: the PL031's data register (seconds since the epoch).
             let secs = i64::from(unsafe { read32(base) });
-            let (y, m, d) = civil(secs.div_euclid(86_400));
-            let s = secs.rem_euclid(86_400);
+            let (y, m, d, h, mi, s) = ember_uefi_data::clock::from_unix(secs);
             let _ = writeln!(
                 out,
-                "RTC: PL031 at {base:#x}: {y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-                s / 3600,
-                s / 60 % 60,
-                s % 60
+                "RTC: PL031 at {base:#x}: {y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC"
             );
         }
     }

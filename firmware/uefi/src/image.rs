@@ -19,6 +19,12 @@ use r_efi::protocols::{
     device_path, load_file, load_file2, loaded_image, loaded_image_device_path, simple_file_system,
 };
 
+/// The COFF machine of the images this firmware runs.
+#[cfg(target_arch = "x86_64")]
+const NATIVE_MACHINE: u16 = ember_pe::MACHINE_X86_64;
+#[cfg(target_arch = "aarch64")]
+const NATIVE_MACHINE: u16 = ember_pe::MACHINE_AARCH64;
+
 /// Stack for each started image: GRUB and the Linux EFI stub use plenty.
 const STACK_PAGES: u64 = 256; // 1 MiB
 
@@ -387,7 +393,7 @@ pub fn load_pe(
         .ok()
         .and_then(|p| p.file_path_text().ok().flatten())
         .unwrap_or_else(|| "(image from a memory buffer)".into());
-    let pe = PeImage::parse(file).map_err(|e| {
+    let pe = PeImage::parse_for_machines(file, &[NATIVE_MACHINE]).map_err(|e| {
         log::warn!("UEFI: LoadImage: {e}");
         Status::LOAD_ERROR
     })?;
@@ -432,6 +438,7 @@ pub fn load_pe(
         free(base, pages);
         return Err(Status::LOAD_ERROR);
     }
+    crate::machine::machine().code_written(base, pages * 4096);
     let protected = protect(&pe, base);
     let st = TABLES
         .lock()

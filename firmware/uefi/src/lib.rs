@@ -310,25 +310,19 @@ pub fn init(disks: &[crate::disk::Disk], rsdp: u64) -> Result<(), alloc::string:
     runtime::attach_esp(disks, true);
     // Ember's own image becomes runtime memory: its runtime services run
     // from there after ExitBootServices.
-    extern "C" {
-        static __image_start: u8;
-        static __image_end: u8;
-    }
-    // SAFETY: linker symbols; only their addresses are taken.
-    let (img, end) = unsafe {
-        (
-            &__image_start as *const u8 as u64,
-            &__image_end as *const u8 as u64,
-        )
-    };
-    // One descriptor for all of it: at SetVirtualAddressMap the OS gives
-    // each descriptor its own virtual address, and Ember's code and data
-    // must move together (its code reaches its data RIP-relative). The
-    // memory-attributes table still tells the OS which part is code.
+    // One descriptor for all of it where it is contiguous (x86_64): at
+    // SetVirtualAddressMap the OS gives each descriptor its own virtual
+    // address, and Ember's code and data must move together (its code
+    // reaches its data PC-relative). The memory-attributes table still
+    // tells the OS which part is code. On aarch64 the code stays in flash
+    // and the data is in RAM: two descriptors.
+    let [(img, _), _, (_, end)] = machine::machine().image_ranges();
     {
         let mut m = MAP.lock();
         let map = m.map_mut();
-        let _ = map.add(img, end, MemKind::Allocated(efi::RUNTIME_SERVICES_CODE));
+        for (s, e) in image_regions() {
+            let _ = map.add(s, e, MemKind::Allocated(efi::RUNTIME_SERVICES_CODE));
+        }
     }
 
     *EFI.lock() = Some(Efi {
@@ -373,6 +367,7 @@ pub fn init(disks: &[crate::disk::Disk], rsdp: u64) -> Result<(), alloc::string:
             query_capsule_capabilities: runtime::query_capsule_capabilities,
             query_variable_info: runtime::query_variable_info,
         });
+        arch::wrap_runtime(&mut *rts);
         (*rts).hdr.crc32 = table_crc(core::slice::from_raw_parts(
             rts as *const u8,
             core::mem::size_of::<efi::RuntimeServices>(),
@@ -633,7 +628,7 @@ pub fn init(disks: &[crate::disk::Disk], rsdp: u64) -> Result<(), alloc::string:
             let r = alloc::boxed::Box::leak(alloc::boxed::Box::new(r));
             install(&[(&r_efi::protocols::rng::PROTOCOL_GUID, r as *mut _ as usize)]);
         }
-        None => log::info!("UEFI: no RDRAND/RDSEED: no EFI_RNG_PROTOCOL"),
+        None => log::info!("UEFI: no random-number instructions in this CPU: no EFI_RNG_PROTOCOL"),
     }
     if machine::machine().enable_nx() {
         let m = alloc::boxed::Box::leak(alloc::boxed::Box::new(memattr::protocol()));
@@ -684,6 +679,33 @@ pub fn init(disks: &[crate::disk::Disk], rsdp: u64) -> Result<(), alloc::string:
         system as usize
     );
     Ok(())
+}
+
+/// Ember's image as page-aligned regions: the machine's code, read-only
+/// data and data ranges, merged where they touch.
+pub fn image_regions() -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (s, e) in machine::machine().image_ranges() {
+        let (s, e) = (s & !0xfff, e.next_multiple_of(4096));
+        match out.last_mut() {
+            Some(last) if last.1 >= s => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+/// Add a configuration table (the device tree on aarch64) and republish
+/// the list.
+pub fn add_config_table(guid: efi::Guid, table: u64) {
+    with(|e| {
+        e.config.retain(|c| c.vendor_guid != guid);
+        e.config.push(efi::ConfigurationTable {
+            vendor_guid: guid,
+            vendor_table: table as *mut c_void,
+        })
+    });
+    publish_config_tables();
 }
 
 /// The UEFI handle of a partition (by disk index and first LBA).

@@ -56,6 +56,10 @@ pub trait Machine: Sync {
     fn since_reset_us(&self) -> u64;
     /// Microseconds since Ember started.
     fn since_start_us(&self) -> u64;
+    /// ExitBootServices succeeded: from now on only runtime memory, and
+    /// what the OS maps for runtime services, may be touched (a console
+    /// the OS does not map must go quiet).
+    fn boot_services_exited(&self) {}
 
     // ---- page tables ----
     /// Whether execute protection can be applied (x86: EFER.NXE).

@@ -112,7 +112,7 @@ pub fn init() {
     if let Some(n) = machine().relocations() {
         log::debug!("UEFI runtime: {n} pointers to adjust at SetVirtualAddressMap");
     } else {
-        log::warn!("UEFI runtime: this build has no relocation table (not built by `cargo xtask build`): SetVirtualAddressMap will fail and the OS will run without runtime services");
+        log::info!("UEFI runtime: this build cannot relocate itself, so SetVirtualAddressMap is not offered (an OS may then call runtime services at their physical addresses)");
     }
     if !crate::ram::init_runtime_heap(RUNTIME_HEAP_PAGES) {
         log::warn!("UEFI variables: no room for the runtime heap");
@@ -272,6 +272,7 @@ pub fn enter_runtime() {
         v.exit_boot_services();
     }
     RUNTIME.store(true, Ordering::SeqCst);
+    machine().boot_services_exited();
 }
 
 fn at_runtime() -> bool {

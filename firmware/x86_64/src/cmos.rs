@@ -88,23 +88,15 @@ static WAKE: Mutex<Option<Time>> = Mutex::new(None);
 const RTC_B_AIE: u8 = 0x20;
 const RTC_C_AF: u8 = 0x20;
 
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-fn days(y: u16, m: u8, d: u8) -> i64 {
-    let (y, m, d) = (i64::from(y), i64::from(m), i64::from(d));
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 fn seconds(t: &Time) -> i64 {
-    days(t.year, t.month, t.day) * 86_400
-        + i64::from(t.hour) * 3600
-        + i64::from(t.minute) * 60
-        + i64::from(t.second)
+    ember_uefi_data::clock::to_unix(
+        i64::from(t.year),
+        u32::from(t.month),
+        u32::from(t.day),
+        u32::from(t.hour),
+        u32::from(t.minute),
+        u32::from(t.second),
+    )
 }
 
 /// The time of day in the RTC's own format (BCD or binary, 12 or 24 h).
