@@ -146,7 +146,7 @@ fn boot(log: &Path, mem_mib: u32, disk: &Path) -> Result<String> {
 /// initramfs whose /init (arm64 busybox) prints the marker with the
 /// command line and powers off. Packages come through apt with arm64 added
 /// as a foreign architecture.
-fn guest() -> Result<(PathBuf, PathBuf)> {
+pub(crate) fn guest() -> Result<(PathBuf, PathBuf)> {
     let foreign =
         output(Command::new("dpkg").arg("--print-foreign-architectures")).unwrap_or_default();
     if !foreign.lines().any(|l| l.trim() == "arm64") {
@@ -227,14 +227,20 @@ fn time_helper() -> Result<PathBuf> {
 /// The arm64 guest's /init: the marker (with the command line, which
 /// carries the harness's token, and the device tree's `model`) comes from
 /// the initramfs, so it proves the kernel, the initrd, `/chosen` and which
-/// device tree all arrived.
+/// device tree all arrived. `efi=1` says the kernel came up with UEFI,
+/// `rtc=rtc-efi` that its clock is the runtime service GetTime (called
+/// after ExitBootServices, from the OS's own mapping), and `efiwarn` counts
+/// the kernel's EFI messages that complain.
 const INIT: &str = "#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
 T=$(/bin/tsc)
 M=$(/bin/busybox tr -d '\\000' < /proc/device-tree/model)
-echo \"EMBER-MARKER: arm64-kernel tsc=$T model=$M cmdline=$(/bin/busybox cat /proc/cmdline)\"
+E=0; [ -d /sys/firmware/efi ] && E=1
+R=$(/bin/busybox cat /sys/class/rtc/rtc0/name 2>/dev/null | /bin/busybox cut -d' ' -f1)
+W=$(/bin/busybox dmesg | /bin/busybox grep -iE '\\befi\\b|firmware bug' | /bin/busybox grep -ciE 'warn|error|fail|bug')
+echo \"EMBER-MARKER: arm64-kernel tsc=$T model=$M efi=$E rtc=$R efiwarn=$W cmdline=$(/bin/busybox cat /proc/cmdline)\"
 /bin/busybox poweroff -f
 ";
 
@@ -249,7 +255,10 @@ fn boot_guest(log: &Path, args: &[std::ffi::OsString]) -> Result<(String, Durati
 
 /// virt with exactly `args` (memory and firmware included), until the
 /// guest powers off (at most 300 s).
-fn boot_guest_bare(log: &Path, args: &[std::ffi::OsString]) -> Result<(String, Duration)> {
+pub(crate) fn boot_guest_bare(
+    log: &Path,
+    args: &[std::ffi::OsString],
+) -> Result<(String, Duration)> {
     let mut c = tool("qemu-system-aarch64");
     c.args([
         "-machine",
@@ -278,7 +287,7 @@ fn boot_guest_bare(log: &Path, args: &[std::ffi::OsString]) -> Result<(String, D
 
 /// A per-run token for a guest command line: only a command line that
 /// reached Linux carries it back in the marker.
-fn run_token() -> String {
+pub(crate) fn run_token() -> String {
     let ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -286,7 +295,7 @@ fn run_token() -> String {
 }
 
 /// The guest's marker (what follows `EMBER-MARKER: `), or "".
-fn marker(out: &str) -> &str {
+pub(crate) fn marker(out: &str) -> &str {
     out.lines()
         .find_map(|l| l.split("EMBER-MARKER: ").nth(1))
         .map(str::trim)
@@ -295,7 +304,13 @@ fn marker(out: &str) -> &str {
 
 /// Print a case's PASS line, or its FAIL line with the console's tail;
 /// returns (passed, failed).
-fn verdict(case: &str, ok: bool, wall: Duration, summary: &str, out: &str) -> (usize, usize) {
+pub(crate) fn verdict(
+    case: &str,
+    ok: bool,
+    wall: Duration,
+    summary: &str,
+    out: &str,
+) -> (usize, usize) {
     if ok {
         println!(
             "PASS {case:<24} wall {:6.1}s  {summary}",
@@ -327,7 +342,9 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
         && !want("wxn/aarch64-virt")
         && !want("fault/aarch64-virt")
         && !want("qemu-kernel/aarch64-virt")
+        && !want("mmu/aarch64-virt")
         && !BLS_CASES.iter().any(|c| want(c))
+        && !crate::aarch64efi::CASES.iter().any(|c| want(c))
     {
         return Ok((0, 0));
     }
@@ -422,6 +439,42 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
             }
         } && out.contains("!!! Ember stopped.");
         let (p, f) = verdict(case, ok, wall, &report, &out);
+        pass += p;
+        fail += f;
+    }
+    // ember.selftest=mmu (mmu.rs): tables to RAM, attribute changes with
+    // live block splits (3 GiB: one of real RAM beyond Ember's GiB), then
+    // a `ret` made read-only and executable runs, and writing it must be a
+    // permission fault at that address.
+    if want("mmu/aarch64-virt") {
+        let logs = crate::guest::guest_dir().join("logs");
+        mkdirs(&logs)?;
+        let args: Vec<std::ffi::OsString> = vec![
+            "-m".into(),
+            "3G".into(),
+            "-bios".into(),
+            dist_bin().into(),
+            "-fw_cfg".into(),
+            "name=opt/ember/cmdline,string=ember.selftest=mmu".into(),
+        ];
+        let (out, wall) = boot_guest_bare(&logs.join("mmu-aarch64-virt.log"), &args)?;
+        let report = out
+            .lines()
+            .find(|l| l.contains("!!! Ember: "))
+            .unwrap_or("")
+            .trim();
+        let ok = out.contains("selftest: mmu ok")
+            && !out.contains("FAILED")
+            && out.contains("a 1 GiB block split live into tables inside it: ok")
+            && out
+                .lines()
+                .find_map(|l| l.split("writing to the read-only page at ").nth(1))
+                .is_some_and(|a| {
+                    report.contains("data abort permission fault")
+                        && report.contains(&format!("FAR {} (", a.trim()))
+                })
+            && out.contains("!!! Ember stopped.");
+        let (p, f) = verdict("mmu/aarch64-virt", ok, wall, report, &out);
         pass += p;
         fail += f;
     }
@@ -549,6 +602,11 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
             fail += f;
         }
     }
+    // The UEFI boot chains (aarch64efi.rs) with Ember as the firmware;
+    // `cargo xtask efi-aarch64 --firmware aavmf` runs them on AAVMF.
+    let (p, f) = crate::aarch64efi::test(crate::aarch64efi::Firmware::Ember, filter)?;
+    pass += p;
+    fail += f;
     Ok((pass, fail))
 }
 
@@ -598,6 +656,24 @@ fn virt_dtb(dir: &Path) -> Result<PathBuf> {
 pub const AAVMF_CODE: &str = "/usr/share/AAVMF/AAVMF_CODE.fd";
 const AAVMF_VARS: &str = "/usr/share/AAVMF/AAVMF_VARS.fd";
 
+/// QEMU arguments for AAVMF as the firmware: its code, and a snapshot of
+/// its blank variable store (nothing written back).
+pub(crate) fn aavmf_args() -> Vec<std::ffi::OsString> {
+    [
+        "-drive".to_string(),
+        format!("if=pflash,format=raw,unit=0,readonly=on,file={AAVMF_CODE}"),
+        "-drive".into(),
+        format!("if=pflash,format=raw,unit=1,snapshot=on,file={AAVMF_VARS}"),
+        // No 5 s boot-menu wait on a fresh variable store: what anyone
+        // timing AAVMF would set.
+        "-boot".into(),
+        "menu=on,splash-time=0".into(),
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect()
+}
+
 /// The comparison disk: GPT, a FAT32 ESP with systemd-boot as
 /// `\EFI\BOOT\BOOTAA64.EFI` and one type #1 entry (Image + initramfs).
 /// Ember boots the entry itself; AAVMF boots systemd-boot, which boots the
@@ -623,7 +699,7 @@ fn bench_disk(kernel: &Path, initrd: &Path) -> Result<PathBuf> {
 
 /// A GPT disk at `img` whose one partition is a 64 MiB FAT32 ESP holding
 /// `files`.
-fn esp_disk(img: &Path, files: Vec<(String, Src)>) -> Result<PathBuf> {
+pub(crate) fn esp_disk(img: &Path, files: Vec<(String, Src)>) -> Result<PathBuf> {
     let d = Disk {
         table: Table::Gpt,
         parts: vec![Part {
@@ -665,16 +741,28 @@ pub fn bench(runs: usize) -> Result<bool> {
         "-device",
         "virtio-blk-device,drive=d0",
     ]);
-    let aavmf = os(&[
+    // A UKI as BOOTAA64.EFI (the `efi/aarch64-uki` layout) with the same
+    // command line.
+    let uki_disk = {
+        let g = crate::aarch64efi::prepare()?;
+        let uki = crate::aarch64efi::uki("aarch64-bench-uki", &g, append)?;
+        esp_disk(
+            &crate::guest::guest_dir()
+                .join("arm64")
+                .join("bench-uki.img"),
+            vec![(format!("/EFI/BOOT/{}", g.loaders.boot_name), Src::Host(uki))],
+        )?
+    };
+    let uki_args = os(&[
         "-drive",
-        &format!("if=pflash,format=raw,unit=0,readonly=on,file={AAVMF_CODE}"),
-        "-drive",
-        &format!("if=pflash,format=raw,unit=1,snapshot=on,file={AAVMF_VARS}"),
-        // No 5 s boot-menu wait on a fresh variable store: what anyone
-        // timing AAVMF would set.
-        "-boot",
-        "menu=on,splash-time=0",
+        &format!(
+            "file={},format=raw,if=none,id=d0,snapshot=on",
+            uki_disk.display()
+        ),
+        "-device",
+        "virtio-blk-device,drive=d0",
     ]);
+    let aavmf = aavmf_args();
     let ember = vec![std::ffi::OsString::from("-bios"), dist_bin().into()];
     // (name, firmware args, boot args, what it is)
     let configs: Vec<(
@@ -703,17 +791,32 @@ pub fn bench(runs: usize) -> Result<bool> {
         ),
         (
             "ember-bls",
-            ember,
+            ember.clone(),
             &disk_args,
             "Ember -bios, the disk's BLS entry, natively",
         ),
         (
             "aavmf-systemd-boot",
-            aavmf,
+            aavmf.clone(),
             &disk_args,
             "AAVMF → systemd-boot → the same entry (EFI stub)",
         ),
+        (
+            "ember-uki",
+            ember,
+            &uki_args,
+            "Ember -bios → BOOTAA64.EFI = UKI (needs Ember's UEFI layer)",
+        ),
+        (
+            "aavmf-uki",
+            aavmf,
+            &uki_args,
+            "AAVMF → BOOTAA64.EFI = the same UKI",
+        ),
     ];
+    // Rows that may not boot yet: reported as n/a rather than failing the
+    // benchmark (Ember's arm64 UEFI layer is being written).
+    let optional = |name: &str| name == "ember-uki";
     let logs = crate::guest::guest_dir().join("logs");
     mkdirs(&logs)?;
     let mut samples: Vec<Vec<(f64, f64)>> = vec![Vec::new(); configs.len()];
@@ -730,6 +833,14 @@ pub fn bench(runs: usize) -> Result<bool> {
                 .find_map(|w| w.strip_prefix("tsc="))
                 .and_then(|t| t.parse::<u64>().ok());
             let Some(tsc) = tsc else {
+                if optional(name) {
+                    println!(
+                        "run {}/{runs} {name:<20} no marker (log {})",
+                        run_i + 1,
+                        log.display()
+                    );
+                    continue;
+                }
                 return Err(format!(
                     "{name}: no marker with tsc= (log {})",
                     log.display()
@@ -749,34 +860,49 @@ pub fn bench(runs: usize) -> Result<bool> {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let med: Vec<(f64, f64)> = samples
+    // None: an optional row that never reached the marker.
+    let med: Vec<Option<(f64, f64)>> = samples
         .iter()
         .map(|s| {
-            (
-                median(&s.iter().map(|x| x.0).collect::<Vec<_>>()),
-                median(&s.iter().map(|x| x.1).collect::<Vec<_>>()),
-            )
+            (!s.is_empty()).then(|| {
+                (
+                    median(&s.iter().map(|x| x.0).collect::<Vec<_>>()),
+                    median(&s.iter().map(|x| x.1).collect::<Vec<_>>()),
+                )
+            })
         })
         .collect();
-    let limit = med[0].0;
-    let over = |i: usize| med[i].0 - limit;
+    let limit = med[0].map_or(0.0, |m| m.0);
+    let over = |i: usize| med[i].map(|m| m.0 - limit);
+    let index = |n: &str| configs.iter().position(|c| c.0 == n);
+    // An Ember row's overhead over the limit divided by its AAVMF row's.
+    let ratio = |ember: &str, aavmf: &str| -> String {
+        match (index(ember).and_then(over), index(aavmf).and_then(over)) {
+            (Some(e), Some(a)) => format!("{:.3}", e / a),
+            _ => "n/a".into(),
+        }
+    };
     println!("\naarch64 virt (cortex-a57, TCG, -icount), median of {runs}; guest ms = virtual time from reset to /init's marker");
     println!(
         "{:<20} {:>10} {:>8} {:>10} {:>8}  what",
         "config", "guest ms", "wall s", "over lim", "/AAVMF"
     );
     for (i, (name, _, _, what)) in configs.iter().enumerate() {
-        let ratio = match *name {
-            "ember-kernel" => format!("{:.3}", over(1) / over(2)),
-            "ember-bls" => format!("{:.3}", over(3) / over(4)),
+        let r = match *name {
+            "ember-kernel" => ratio("ember-kernel", "aavmf-kernel"),
+            "ember-bls" => ratio("ember-bls", "aavmf-systemd-boot"),
+            "ember-uki" => ratio("ember-uki", "aavmf-uki"),
             _ => "-".into(),
         };
-        println!(
-            "{name:<20} {:>10.1} {:>8.1} {:>10.1} {ratio:>8}  {what}",
-            med[i].0,
-            med[i].1,
-            over(i)
-        );
+        match (med[i], over(i)) {
+            (Some((guest, wall)), Some(o)) => {
+                println!("{name:<20} {guest:>10.1} {wall:>8.1} {o:>10.1} {r:>8}  {what}")
+            }
+            _ => println!(
+                "{name:<20} {:>10} {:>8} {:>10} {r:>8}  {what}",
+                "n/a", "n/a", "n/a"
+            ),
+        }
     }
     Ok(true)
 }

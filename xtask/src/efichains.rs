@@ -31,42 +31,77 @@ pub const NAMES: &[&str] = &[
 /// The UUID GRUB's `search --fs-uuid` finds the root file system by.
 const ROOT_UUID: &str = "e3be5eed-0000-4000-8000-00000000e3be";
 
-/// Loaders from Debian's signed packages (paths inside the unpacked .debs).
+/// Loaders from Debian's signed packages (paths inside the unpacked .debs),
+/// for one architecture (`x64` or `aa64`, as UEFI names them).
 #[derive(Clone, Debug)]
 pub struct Loaders {
-    /// shim-signed: `usr/lib/shim/shimx64.efi.signed`
+    /// The removable-media path's file name: `BOOTX64.EFI`, `BOOTAA64.EFI`.
+    pub boot_name: &'static str,
+    /// The name shim starts from its own directory: `grubx64.efi`, `grubaa64.efi`.
+    pub grub_name: &'static str,
+    /// shim-signed: `usr/lib/shim/shimx64.efi.signed` (`shimaa64`)
     pub shim: PathBuf,
     /// grub-efi-amd64-signed: `usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed`
+    /// (grub-efi-arm64-signed: `arm64-efi-signed/grubaa64.efi.signed`)
     pub grub: PathBuf,
-    /// systemd-boot-efi: `usr/lib/systemd/boot/efi/systemd-bootx64.efi`
-    sdboot: PathBuf,
-    /// systemd-boot-efi: `usr/lib/systemd/boot/efi/linuxx64.efi.stub`
-    stub: PathBuf,
+    /// systemd-boot-efi: `usr/lib/systemd/boot/efi/systemd-bootx64.efi` (`aa64`)
+    pub sdboot: PathBuf,
+    /// systemd-boot-efi: `usr/lib/systemd/boot/efi/linuxx64.efi.stub` (`aa64`)
+    pub stub: PathBuf,
 }
 
-/// Fetch (or reuse) the three loader packages.
+/// `path` inside the unpacked package `pkg`, which must have it.
+fn pkg_file(pkg: &str, path: &str) -> Result<PathBuf> {
+    let p = guest::fetch(pkg)?.join(path);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!("{pkg} has no {path} ({})", p.display()))
+    }
+}
+
+/// Fetch (or reuse) the three x86_64 loader packages.
 pub fn prepare() -> Result<Loaders> {
-    let file = |pkg: &str, path: &str| -> Result<PathBuf> {
-        let p = guest::fetch(pkg)?.join(path);
-        if p.is_file() {
-            Ok(p)
-        } else {
-            Err(format!("{pkg} has no {path} ({})", p.display()))
-        }
-    };
     Ok(Loaders {
-        shim: file("shim-signed", "usr/lib/shim/shimx64.efi.signed")?,
-        grub: file(
+        boot_name: "BOOTX64.EFI",
+        grub_name: "grubx64.efi",
+        shim: pkg_file("shim-signed", "usr/lib/shim/shimx64.efi.signed")?,
+        grub: pkg_file(
             "grub-efi-amd64-signed",
             "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
         )?,
-        sdboot: file(
+        sdboot: pkg_file(
             "systemd-boot-efi",
             "usr/lib/systemd/boot/efi/systemd-bootx64.efi",
         )?,
-        stub: file(
+        stub: pkg_file(
             "systemd-boot-efi",
             "usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+        )?,
+    })
+}
+
+/// The same for arm64 (`:arm64` packages; apt needs arm64 as a foreign
+/// architecture, which `aarch64::guest` adds). Like x86_64's, signed GRUB
+/// has prefix `/EFI/debian`; shim's MokManager and fallback
+/// (`shim-helpers-arm64-signed`) are not needed without Secure Boot and
+/// are left out, as on x86_64.
+pub fn prepare_aarch64() -> Result<Loaders> {
+    Ok(Loaders {
+        boot_name: "BOOTAA64.EFI",
+        grub_name: "grubaa64.efi",
+        shim: pkg_file("shim-signed:arm64", "usr/lib/shim/shimaa64.efi.signed")?,
+        grub: pkg_file(
+            "grub-efi-arm64-signed:arm64",
+            "usr/lib/grub/arm64-efi-signed/grubaa64.efi.signed",
+        )?,
+        sdboot: pkg_file(
+            "systemd-boot-efi:arm64",
+            "usr/lib/systemd/boot/efi/systemd-bootaa64.efi",
+        )?,
+        stub: pkg_file(
+            "systemd-boot-efi:arm64",
+            "usr/lib/systemd/boot/efi/linuxaa64.efi.stub",
         )?,
     })
 }
@@ -162,7 +197,13 @@ pub fn scenario(name: &str, a: &Artifacts, l: &Loaders) -> Result<Option<Scenari
             "/EFI/BOOT/BOOTX64.EFI".into(),
             host(&build_uki("uki", a, l)?),
         )]),
-        "shim-grub" => shim_grub(a, l),
+        "shim-grub" => vec![shim_grub(
+            l,
+            &a.kernel,
+            &a.initrd,
+            &a.kernel_release,
+            &options("shim-grub"),
+        )],
         _ => unreachable!("every name in NAMES has a layout"),
     };
     Ok(Some(Scenario {
@@ -173,17 +214,17 @@ pub fn scenario(name: &str, a: &Artifacts, l: &Loaders) -> Result<Option<Scenari
     }))
 }
 
-/// Debian's removable-media layout: shim as `BOOTX64.EFI` loads
-/// `grubx64.efi` from its own directory (no `fbx64.efi` there, so no
-/// fallback run). Signed GRUB is built with prefix `/EFI/debian` and an
-/// embedded config that sources `$prefix/grub.cfg`, so the stub config
-/// lives in `\EFI\debian\` even though GRUB runs from `\EFI\BOOT\`; it finds
-/// `/boot` by UUID as Debian's own stub config does.
-fn shim_grub(a: &Artifacts, l: &Loaders) -> Vec<Disk> {
-    let rel = &a.kernel_release;
+/// Debian's removable-media layout: shim as `BOOTX64.EFI` (`BOOTAA64.EFI`)
+/// loads `grubx64.efi` (`grubaa64.efi`) from its own directory (no
+/// `fbx64.efi` there, so no fallback run). Signed GRUB is built with prefix
+/// `/EFI/debian` and an embedded config that sources `$prefix/grub.cfg`, so
+/// the stub config lives in `\EFI\debian\` even though GRUB runs from
+/// `\EFI\BOOT\`; it finds `/boot` by UUID as Debian's own stub config does.
+/// GRUB's one entry boots `kernel` with `initrd` and `options`.
+pub fn shim_grub(l: &Loaders, kernel: &Path, initrd: &Path, rel: &str, options: &str) -> Disk {
     let esp_files = vec![
-        ("/EFI/BOOT/BOOTX64.EFI".into(), host(&l.shim)),
-        ("/EFI/BOOT/grubx64.efi".into(), host(&l.grub)),
+        (format!("/EFI/BOOT/{}", l.boot_name), host(&l.shim)),
+        (format!("/EFI/BOOT/{}", l.grub_name), host(&l.grub)),
         (
             "/EFI/debian/grub.cfg".into(),
             text(format!(
@@ -194,20 +235,19 @@ fn shim_grub(a: &Artifacts, l: &Loaders) -> Vec<Disk> {
         ),
     ];
     let root_files = vec![
-        (format!("/boot/vmlinuz-{rel}"), host(&a.kernel)),
-        (format!("/boot/initrd.img-{rel}"), host(&a.initrd)),
+        (format!("/boot/vmlinuz-{rel}"), host(kernel)),
+        (format!("/boot/initrd.img-{rel}"), host(initrd)),
         (
             "/boot/grub/grub.cfg".into(),
             text(format!(
                 "set timeout=0\nset default=0\n\
                  menuentry 'Ember shim-grub' {{\n\
-                 \tlinux /boot/vmlinuz-{rel} {}\n\
-                 \tinitrd /boot/initrd.img-{rel}\n}}\n",
-                options("shim-grub")
+                 \tlinux /boot/vmlinuz-{rel} {options}\n\
+                 \tinitrd /boot/initrd.img-{rel}\n}}\n"
             )),
         ),
     ];
-    vec![Disk {
+    Disk {
         table: Table::Gpt,
         parts: vec![
             esp_part(esp_files),
@@ -218,7 +258,7 @@ fn shim_grub(a: &Artifacts, l: &Loaders) -> Vec<Disk> {
                 files: root_files,
             },
         ],
-    }]
+    }
 }
 
 /// Little-endian field of a PE image.
@@ -227,71 +267,104 @@ fn le(b: &[u8], at: usize, n: usize) -> Option<u64> {
     Some(s.iter().rev().fold(0, |v, &x| v << 8 | u64::from(x)))
 }
 
-/// A unified kernel image: systemd 252's stub with `.osrel`, `.cmdline`,
-/// `.linux` and `.initrd` added by objcopy (bookworm has no ukify). VMAs
-/// follow the stub's man page (0x20000, 0x30000, 0x2000000), except that
-/// `.initrd` goes right after the kernel, which may outgrow the 16 MiB the
-/// man page leaves it.
+/// A unified kernel image for one of the chain scenarios.
 fn build_uki(variant: &str, a: &Artifacts, l: &Loaders) -> Result<PathBuf> {
-    let stub = std::fs::read(&l.stub).map_err(|e| format!("read {}: {e}", l.stub.display()))?;
+    uki(
+        variant,
+        &l.stub,
+        &a.kernel,
+        &a.initrd,
+        &a.kernel_release,
+        &options(variant),
+    )
+}
+
+/// A unified kernel image `name.efi` (cached under `target/guest/efi/`):
+/// systemd 252's `stub` with `.osrel`, `.cmdline`, `.linux` and `.initrd`
+/// added by objcopy (bookworm has no ukify). VMAs follow the stub's man
+/// page (0x20000, 0x30000, 0x2000000), except that `.initrd` goes right
+/// after the kernel, which may outgrow the 16 MiB the man page leaves it.
+/// The stub's PE machine picks the objcopy: the host's for x86_64 stubs,
+/// `aarch64-linux-gnu-objcopy` (which knows `pei-aarch64-little`) for
+/// arm64 ones; `kernel` must then be an EFI-stub `Image`, not a gzip.
+pub fn uki(
+    name: &str,
+    stub_path: &Path,
+    kernel: &Path,
+    initrd: &Path,
+    release: &str,
+    cmdline: &str,
+) -> Result<PathBuf> {
+    let stub =
+        std::fs::read(stub_path).map_err(|e| format!("read {}: {e}", stub_path.display()))?;
     // The added sections must not overlap the stub's own: check its extent.
-    let end = le(&stub, 0x3c, 4)
+    let (machine, end) = le(&stub, 0x3c, 4)
         .and_then(|pe| {
             let opt = pe as usize + 24;
-            (le(&stub, pe as usize, 4)? == 0x4550 && le(&stub, opt, 2)? == 0x20b)
-                .then_some(le(&stub, opt + 24, 8)? + le(&stub, opt + 56, 4)?)
+            (le(&stub, pe as usize, 4)? == 0x4550 && le(&stub, opt, 2)? == 0x20b).then_some((
+                le(&stub, pe as usize + 4, 2)?,
+                le(&stub, opt + 24, 8)? + le(&stub, opt + 56, 4)?,
+            ))
         })
-        .ok_or_else(|| format!("{} is not a PE32+ image", l.stub.display()))?;
+        .ok_or_else(|| format!("{} is not a PE32+ image", stub_path.display()))?;
+    let objcopy = match machine {
+        0x8664 => "objcopy",
+        0xaa64 => "aarch64-linux-gnu-objcopy",
+        m => {
+            return Err(format!(
+                "{}: PE machine {m:#x} is neither x86_64 nor arm64",
+                stub_path.display()
+            ))
+        }
+    };
     if end > 0x20000 {
         return Err(format!(
             "{}: image ends at {end:#x}, over .osrel's 0x20000",
-            l.stub.display()
+            stub_path.display()
         ));
     }
-    let klen = std::fs::metadata(&a.kernel)
-        .map_err(|e| format!("{}: {e}", a.kernel.display()))?
+    let klen = std::fs::metadata(kernel)
+        .map_err(|e| format!("{}: {e}", kernel.display()))?
         .len();
     let linux_vma: u64 = 0x200_0000;
     let initrd_vma = (linux_vma + klen).next_multiple_of(0x20_0000);
     let osrel = format!(
-        "NAME=\"Ember test\"\nID=ember\nVERSION_ID={}\nPRETTY_NAME=\"Ember test ({variant})\"\n",
-        a.kernel_release
+        "NAME=\"Ember test\"\nID=ember\nVERSION_ID={release}\nPRETTY_NAME=\"Ember test ({name})\"\n"
     );
-    let cmdline = options(variant);
     let dir = guest_dir().join("efi");
     mkdirs(&dir)?;
-    let out = dir.join(format!("{variant}.efi"));
-    let keyfile = dir.join(format!("{variant}.key"));
+    let out = dir.join(format!("{name}.efi"));
+    let keyfile = dir.join(format!("{name}.key"));
     let key = Fnv::new()
-        .file_meta(&l.stub)
-        .file_meta(&a.kernel)
-        .file_meta(&a.initrd)
+        .file_meta(stub_path)
+        .file_meta(kernel)
+        .file_meta(initrd)
         .str(&osrel)
-        .str(&cmdline)
+        .str(cmdline)
         .hex();
     if out.is_file() && read_to_string(&keyfile).is_ok_and(|k| k == key) {
         return Ok(out);
     }
     let (osrel_f, cmdline_f) = (
-        dir.join(format!("{variant}.osrel")),
-        dir.join(format!("{variant}.cmdline")),
+        dir.join(format!("{name}.osrel")),
+        dir.join(format!("{name}.cmdline")),
     );
     write(&osrel_f, &osrel)?;
-    write(&cmdline_f, &cmdline)?;
-    let section = |name: &str, file: &Path, vma: u64| {
+    write(&cmdline_f, cmdline)?;
+    let section = |sec: &str, file: &Path, vma: u64| {
         [
             "--add-section".to_string(),
-            format!("{name}={}", file.display()),
+            format!("{sec}={}", file.display()),
             "--change-section-vma".to_string(),
-            format!("{name}={vma:#x}"),
+            format!("{sec}={vma:#x}"),
         ]
     };
-    run(tool("objcopy")
+    run(tool(objcopy)
         .args(section(".osrel", &osrel_f, 0x2_0000))
         .args(section(".cmdline", &cmdline_f, 0x3_0000))
-        .args(section(".linux", &a.kernel, linux_vma))
-        .args(section(".initrd", &a.initrd, initrd_vma))
-        .arg(&l.stub)
+        .args(section(".linux", kernel, linux_vma))
+        .args(section(".initrd", initrd, initrd_vma))
+        .arg(stub_path)
         .arg(&out))?;
     write(&keyfile, &key)?;
     println!("efi: built {}", out.display());

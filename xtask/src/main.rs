@@ -1,6 +1,7 @@
 //! `cargo xtask`: Ember's build, guest-image, QEMU and test driver.
 
 mod aarch64;
+mod aarch64efi;
 mod attack;
 mod bench;
 mod coverage;
@@ -46,6 +47,10 @@ commands:
                              interleaved N runs (default 5); JSON to target/bench/latest.json
   bench-aarch64 [--runs N]   aarch64 virt: Ember vs AAVMF vs no firmware, -kernel and the
                              same BLS/systemd-boot disk, median of N (default 3)
+  efi-aarch64 [--firmware ember|aavmf] [--filter SUBSTR]
+                             aarch64 virt: a UKI, systemd-boot and shim + GRUB from Debian's
+                             arm64 packages must reach the guest's marker (efi/aarch64-*;
+                             default firmware: ember, as in `test`; aavmf checks the disks)
   size                       image sizes in target/dist against size-budget.toml
   images                     fetch guest artifacts and build every scenario's disks
   fuzz [--target NAME] [--seconds N] [--jobs J]
@@ -183,6 +188,21 @@ fn dispatch(args: &[String]) -> Result<bool> {
                 }
             }
             aarch64::bench(runs.max(1))
+        }
+        "efi-aarch64" => {
+            let (mut fw, mut filter) = (aarch64efi::Firmware::Ember, None);
+            while let Some((k, v)) = a.next()? {
+                match k {
+                    "firmware" => {
+                        let f = a.value(k, v)?;
+                        fw = aarch64efi::Firmware::parse(&f)
+                            .ok_or_else(|| format!("unknown firmware `{f}` (ember, aavmf)"))?;
+                    }
+                    "filter" => filter = Some(a.value(k, v)?),
+                    _ => return Err(format!("unknown efi-aarch64 option --{k}\n{USAGE}")),
+                }
+            }
+            aarch64efi::run_cmd(fw, filter.as_deref())
         }
         "size" => {
             if let Some((k, _)) = a.next()? {

@@ -16,6 +16,8 @@ const TOOLS: &[(&str, &str)] = &[
     ("mkfs.ext4", "e2fsprogs"),
     // Builds the unified kernel images of the EFI chain scenarios.
     ("objcopy", "binutils"),
+    // The same for arm64 UKIs (the host's objcopy has no pei-aarch64-little).
+    ("aarch64-linux-gnu-objcopy", "binutils-aarch64-linux-gnu"),
     // The Debian system image of `cargo xtask debian`.
     ("debootstrap", "debootstrap"),
     (crate::debian::KEYRING, "debian-archive-keyring"),
