@@ -176,12 +176,27 @@ pub(crate) fn guest() -> Result<(PathBuf, PathBuf)> {
         })
         .ok_or_else(|| format!("no vmlinuz in {}", boot_dir.display()))?;
     let busybox = crate::guest::fetch("busybox-static:arm64")?.join("bin/busybox");
+    // efivarfs is a module in Debian's kernel: /init loads it to read
+    // variables at run time.
+    let release = kernel
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("vmlinuz-"))
+        .ok_or("kernel file name without a release")?
+        .to_string();
+    let efivarfs = kdir
+        .join("lib/modules")
+        .join(&release)
+        .join("kernel/fs/efivarfs/efivarfs.ko");
     let dir = crate::guest::guest_dir().join("arm64");
     let stage = dir.join("initrd");
     let _ = std::fs::remove_dir_all(&stage);
     mkdirs(&stage.join("bin"))?;
+    mkdirs(&stage.join("lib"))?;
     std::fs::copy(&busybox, stage.join("bin/busybox"))
         .map_err(|e| format!("copy {}: {e}", busybox.display()))?;
+    std::fs::copy(&efivarfs, stage.join("lib/efivarfs.ko"))
+        .map_err(|e| format!("copy {}: {e}", efivarfs.display()))?;
     write(&stage.join("init"), INIT.as_bytes())?;
     let tsc = time_helper()?;
     std::fs::copy(&tsc, stage.join("bin/tsc"))
@@ -229,8 +244,10 @@ fn time_helper() -> Result<PathBuf> {
 /// the initramfs, so it proves the kernel, the initrd, `/chosen` and which
 /// device tree all arrived. `efi=1` says the kernel came up with UEFI,
 /// `rtc=rtc-efi` that its clock is the runtime service GetTime (called
-/// after ExitBootServices, from the OS's own mapping), and `efiwarn` counts
-/// the kernel's EFI messages that complain.
+/// after ExitBootServices, from the OS's own mapping), `efiwarn` counts
+/// the kernel's EFI messages that complain, and `loader` is systemd's
+/// LoaderTimeExecUSec as the OS reads it through efivarfs (GetVariable at
+/// run time), `none` without it.
 const INIT: &str = "#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys
 /bin/busybox mount -t proc proc /proc
@@ -240,7 +257,14 @@ M=$(/bin/busybox tr -d '\\000' < /proc/device-tree/model)
 E=0; [ -d /sys/firmware/efi ] && E=1
 R=$(/bin/busybox cat /sys/class/rtc/rtc0/name 2>/dev/null | /bin/busybox cut -d' ' -f1)
 W=$(/bin/busybox dmesg | /bin/busybox grep -iE '\\befi\\b|firmware bug' | /bin/busybox grep -ciE 'warn|error|fail|bug')
-echo \"EMBER-MARKER: arm64-kernel tsc=$T model=$M efi=$E rtc=$R efiwarn=$W cmdline=$(/bin/busybox cat /proc/cmdline)\"
+LD=none
+if [ $E = 1 ]; then
+  /bin/busybox insmod /lib/efivarfs.ko 2>/dev/null
+  /bin/busybox mount -t efivarfs efivarfs /sys/firmware/efi/efivars
+  L=/sys/firmware/efi/efivars/LoaderTimeExecUSec-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f
+  [ -r $L ] && LD=$(/bin/busybox tail -c +5 $L | /bin/busybox tr -d '\\000')
+fi
+echo \"EMBER-MARKER: arm64-kernel tsc=$T model=$M efi=$E rtc=$R efiwarn=$W loader=$LD cmdline=$(/bin/busybox cat /proc/cmdline)\"
 /bin/busybox poweroff -f
 ";
 

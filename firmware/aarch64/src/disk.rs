@@ -79,6 +79,8 @@ struct Found {
     first_lba: u64,
     num_blocks: u64,
     part: u32,
+    /// The partition's GPT unique GUID (LoaderDevicePartUUID).
+    uuid: Option<ember_part::Guid>,
 }
 
 /// The disk's entries, sorted, and loader.conf from its ESP.
@@ -141,6 +143,7 @@ fn entries(name: &str, dev: &mut dyn BlockDevice) -> (Vec<Found>, LoaderConf) {
                     first_lba: p.first_lba,
                     num_blocks: p.num_blocks,
                     part: p.number,
+                    uuid: p.unique_guid,
                 }),
                 Err(e) => log::warn!("{name} partition {}: {path}: {e}", p.number),
             }
@@ -263,6 +266,7 @@ pub fn boot(
     regions: &[(u64, u64)],
     out: &mut Pl011,
 ) {
+    ember_uefi::loader_vars::mark_init();
     for di in 0..disks.len() {
         let (name, mut dev) = (disks[di].name.clone(), disks[di].dev.clone());
         let (name, dev) = (&name, &mut dev);
@@ -297,7 +301,12 @@ pub fn boot(
                 // UEFI layer, with the entry's options as load options.
                 let options = f.entry.options.clone().unwrap_or_default();
                 match crate::efiboot::prepare(disks, dtb, regions) {
-                    Ok(()) => crate::efiboot::start(disks, di, f.first_lba, path, &options),
+                    Ok(()) => {
+                        // Ember is the boot loader here: systemd's loader
+                        // variables say so (systemd-boot overwrites them).
+                        ember_uefi::loader_vars::publish(f.uuid.as_ref(), path);
+                        crate::efiboot::start(disks, di, f.first_lba, path, &options)
+                    }
                     Err(e) => log::error!("{name}: entry {}: {e}", f.entry.id),
                 }
                 continue;
