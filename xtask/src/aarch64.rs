@@ -765,27 +765,37 @@ pub fn bench(runs: usize) -> Result<bool> {
         "-device",
         "virtio-blk-device,drive=d0",
     ]);
-    // A UKI as BOOTAA64.EFI (the `efi/aarch64-uki` layout) with the same
-    // command line.
-    let uki_disk = {
-        let g = crate::aarch64efi::prepare()?;
-        let uki = crate::aarch64efi::uki("aarch64-bench-uki", &g, append)?;
-        esp_disk(
-            &crate::guest::guest_dir()
-                .join("arm64")
-                .join("bench-uki.img"),
-            vec![(format!("/EFI/BOOT/{}", g.loaders.boot_name), Src::Host(uki))],
-        )?
+    // The UEFI chains' disks (`efi/aarch64-*` layouts) with the same
+    // command line: a UKI as BOOTAA64.EFI; systemd-boot, also the default
+    // `efi` entry (so that Ember runs it rather than the kernel entry);
+    // shim + GRUB.
+    let g = crate::aarch64efi::prepare()?;
+    let uki = crate::aarch64efi::uki("aarch64-bench-uki", &g, append)?;
+    let uki_disk = esp_disk(
+        &crate::guest::guest_dir()
+            .join("arm64")
+            .join("bench-uki.img"),
+        vec![(format!("/EFI/BOOT/{}", g.loaders.boot_name), Src::Host(uki))],
+    )?;
+    let drive = |img: &Path| {
+        os(&[
+            "-drive",
+            &format!("file={},format=raw,if=none,id=d0,snapshot=on", img.display()),
+            "-device",
+            "virtio-blk-device,drive=d0",
+        ])
     };
-    let uki_args = os(&[
-        "-drive",
-        &format!(
-            "file={},format=raw,if=none,id=d0,snapshot=on",
-            uki_disk.display()
-        ),
-        "-device",
-        "virtio-blk-device,drive=d0",
-    ]);
+    let uki_args = drive(&uki_disk);
+    // (`disk` names its images after the case: copy them away from the
+    // test's own.)
+    let chain_disk = |case: &str, name: &str| -> Result<PathBuf> {
+        let built = crate::aarch64efi::disk(case, &g, append)?;
+        let to = built.with_file_name(name);
+        std::fs::rename(&built, &to).map_err(|e| format!("rename {}: {e}", built.display()))?;
+        Ok(to)
+    };
+    let sdboot_args = drive(&chain_disk("efi/aarch64-systemd-boot", "bench-sdboot.img")?);
+    let grub_args = drive(&chain_disk("efi/aarch64-shim-grub", "bench-shim-grub.img")?);
     let aavmf = aavmf_args();
     let ember = vec![std::ffi::OsString::from("-bios"), dist_bin().into()];
     // (name, firmware args, boot args, what it is)
@@ -827,20 +837,41 @@ pub fn bench(runs: usize) -> Result<bool> {
         ),
         (
             "ember-uki",
-            ember,
+            ember.clone(),
             &uki_args,
-            "Ember -bios → BOOTAA64.EFI = UKI (needs Ember's UEFI layer)",
+            "Ember -bios → BOOTAA64.EFI = UKI",
         ),
         (
             "aavmf-uki",
-            aavmf,
+            aavmf.clone(),
             &uki_args,
             "AAVMF → BOOTAA64.EFI = the same UKI",
         ),
+        (
+            "ember-sdboot-efi",
+            ember.clone(),
+            &sdboot_args,
+            "Ember -bios → the default `efi` entry: systemd-boot → the kernel entry",
+        ),
+        (
+            "aavmf-sdboot-efi",
+            aavmf.clone(),
+            &sdboot_args,
+            "AAVMF → BOOTAA64.EFI = systemd-boot on the same disk",
+        ),
+        (
+            "ember-shim-grub",
+            ember,
+            &grub_args,
+            "Ember -bios → BOOTAA64.EFI = shim → GRUB → ext4 /boot",
+        ),
+        (
+            "aavmf-shim-grub",
+            aavmf,
+            &grub_args,
+            "AAVMF → the same shim → GRUB",
+        ),
     ];
-    // Rows that may not boot yet: reported as n/a rather than failing the
-    // benchmark (Ember's arm64 UEFI layer is being written).
-    let optional = |name: &str| name == "ember-uki";
     let logs = crate::guest::guest_dir().join("logs");
     mkdirs(&logs)?;
     let mut samples: Vec<Vec<(f64, f64)>> = vec![Vec::new(); configs.len()];
@@ -857,14 +888,6 @@ pub fn bench(runs: usize) -> Result<bool> {
                 .find_map(|w| w.strip_prefix("tsc="))
                 .and_then(|t| t.parse::<u64>().ok());
             let Some(tsc) = tsc else {
-                if optional(name) {
-                    println!(
-                        "run {}/{runs} {name:<20} no marker (log {})",
-                        run_i + 1,
-                        log.display()
-                    );
-                    continue;
-                }
                 return Err(format!(
                     "{name}: no marker with tsc= (log {})",
                     log.display()
@@ -884,24 +907,21 @@ pub fn bench(runs: usize) -> Result<bool> {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    // None: an optional row that never reached the marker.
-    let med: Vec<Option<(f64, f64)>> = samples
+    let med: Vec<(f64, f64)> = samples
         .iter()
         .map(|s| {
-            (!s.is_empty()).then(|| {
-                (
-                    median(&s.iter().map(|x| x.0).collect::<Vec<_>>()),
-                    median(&s.iter().map(|x| x.1).collect::<Vec<_>>()),
-                )
-            })
+            (
+                median(&s.iter().map(|x| x.0).collect::<Vec<_>>()),
+                median(&s.iter().map(|x| x.1).collect::<Vec<_>>()),
+            )
         })
         .collect();
-    let limit = med[0].map_or(0.0, |m| m.0);
-    let over = |i: usize| med[i].map(|m| m.0 - limit);
+    let limit = med[0].0;
+    let over = |i: usize| med[i].0 - limit;
     let index = |n: &str| configs.iter().position(|c| c.0 == n);
     // An Ember row's overhead over the limit divided by its AAVMF row's.
     let ratio = |ember: &str, aavmf: &str| -> String {
-        match (index(ember).and_then(over), index(aavmf).and_then(over)) {
+        match (index(ember).map(over), index(aavmf).map(over)) {
             (Some(e), Some(a)) => format!("{:.3}", e / a),
             _ => "n/a".into(),
         }
@@ -916,17 +936,12 @@ pub fn bench(runs: usize) -> Result<bool> {
             "ember-kernel" => ratio("ember-kernel", "aavmf-kernel"),
             "ember-bls" => ratio("ember-bls", "aavmf-systemd-boot"),
             "ember-uki" => ratio("ember-uki", "aavmf-uki"),
+            "ember-sdboot-efi" => ratio("ember-sdboot-efi", "aavmf-sdboot-efi"),
+            "ember-shim-grub" => ratio("ember-shim-grub", "aavmf-shim-grub"),
             _ => "-".into(),
         };
-        match (med[i], over(i)) {
-            (Some((guest, wall)), Some(o)) => {
-                println!("{name:<20} {guest:>10.1} {wall:>8.1} {o:>10.1} {r:>8}  {what}")
-            }
-            _ => println!(
-                "{name:<20} {:>10} {:>8} {:>10} {r:>8}  {what}",
-                "n/a", "n/a", "n/a"
-            ),
-        }
+        let ((guest, wall), o) = (med[i], over(i));
+        println!("{name:<20} {guest:>10.1} {wall:>8.1} {o:>10.1} {r:>8}  {what}");
     }
     Ok(true)
 }

@@ -1,7 +1,7 @@
 //! LoadImage, StartImage, Exit, UnloadImage and ExitBootServices.
 //!
 //! An image runs on a stack of its own; StartImage records where to resume
-//! and Exit jumps back there (`abi.s`), so an image can leave from any depth
+//! and Exit jumps back there (`arch/`), so an image can leave from any depth
 //! of its own calls, and chains nest: shim → GRUB → the kernel's EFI stub.
 
 use super::{dispatch, guid, handle_of, handle_ptr, run_notifications, services, with, TABLES};

@@ -1,16 +1,17 @@
-//! EFI_RUNTIME_SERVICES. Time comes from the CMOS RTC; variables live in a
-//! store in memory while boot services run, and non-volatile ones are also
-//! written to the variable flash when there is one (pflash unit 1 beside
-//! Ember's flash image; `ember-varstore` keeps it crash-safe); reset and
-//! power-off use the platform's ACPI registers.
+//! EFI_RUNTIME_SERVICES. Time comes from the machine's RTC (CMOS on x86_64,
+//! PL031 on arm64); variables live in a store in memory while boot services
+//! run, and non-volatile ones are also written to the variable flash when
+//! there is one (pflash unit 1 beside Ember's flash image; `ember-varstore`
+//! keeps it crash-safe) or to a file on the ESP; reset and power-off are
+//! the machine's (ACPI registers, PSCI).
 //!
 //! After ExitBootServices only what is published in the EFI_RT_PROPERTIES
 //! table keeps working: these functions then touch nothing but Ember's own
 //! image (reported as runtime memory), the runtime heap (runtime-services
 //! data, where the variable stores live), the variable flash (runtime
-//! MMIO) and I/O ports — never the boot heap. At SetVirtualAddressMap the
+//! MMIO, and the RTC's on arm64) and I/O ports — never the boot heap. At SetVirtualAddressMap the
 //! whole runtime part moves to the OS's virtual addresses (see
-//! [`set_virtual_address_map`] and `crate::reloc`).
+//! [`set_virtual_address_map`] and the machine's relocation, x86_64 `reloc.rs`).
 
 use crate::flash::Pflash;
 use crate::machine::machine;
@@ -535,7 +536,7 @@ fn convert_tables(vm: &VirtMap) {
 /// may not be live yet, so this only prepares: it converts the tables the
 /// OS reads, snapshots the variables into the runtime heap's last bytes,
 /// gives up everything else the heap held, and (last) adds the image's
-/// delta to the absolute pointers in Ember's data ([`crate::reloc`]). The
+/// delta to the absolute pointers in Ember's data (`Machine::relocate`). The
 /// first service call at the new addresses rebuilds the rest ([`settle`]).
 pub extern "efiapi" fn set_virtual_address_map(
     size: usize,

@@ -627,7 +627,7 @@ pub extern "efiapi" fn protocols_per_handle(
 /// The (GUID*, interface*) pairs of a variadic call, up to the NULL GUID.
 ///
 /// # Safety
-/// `args` must point at the spilled argument array built by `abi.s`, whose
+/// `args` must point at the spilled argument array built by the `arch/` shims, whose
 /// list the caller terminated with a NULL GUID pointer.
 unsafe fn var_pairs(args: *const usize) -> Option<Vec<(ember_efi::Guid, usize)>> {
     let mut v = Vec::new();
@@ -646,7 +646,7 @@ unsafe fn var_pairs(args: *const usize) -> Option<Vec<(ember_efi::Guid, usize)>>
 
 #[no_mangle]
 extern "efiapi" fn efi_install_multiple_impl(args: *const usize) -> Status {
-    // SAFETY: called only from the abi.s shim with the spilled arguments.
+    // SAFETY: called only from the arch/ shim with the spilled arguments.
     let hp = unsafe { *args } as *mut Handle;
     if hp.is_null() {
         return Status::INVALID_PARAMETER;
@@ -679,7 +679,7 @@ extern "efiapi" fn efi_install_multiple_impl(args: *const usize) -> Status {
 
 #[no_mangle]
 extern "efiapi" fn efi_uninstall_multiple_impl(args: *const usize) -> Status {
-    // SAFETY: called only from the abi.s shim with the spilled arguments.
+    // SAFETY: called only from the arch/ shim with the spilled arguments.
     let h = unsafe { *args } as Handle;
     let Some(h) = handle_of(h) else {
         return Status::INVALID_PARAMETER;
@@ -691,10 +691,11 @@ extern "efiapi" fn efi_uninstall_multiple_impl(args: *const usize) -> Status {
     result(with(|e| e.st.handles.uninstall_multiple(h, &pairs)))
 }
 
-// SAFETY: the shims (abi.s) only spill registers and call the checked
+// SAFETY: the shims (arch/) only spill registers and call the checked
 // `*_impl` functions above; their declared three-argument signature is what
 // the boot-services table needs, and the real (variadic) arguments are read
-// from the caller's frame as the MS x64 ABI lays them out.
+// from the caller's frame as the MS x64 ABI (x86_64) or AAPCS64 (aarch64)
+// lays them out.
 unsafe extern "efiapi" {
     pub safe fn efi_install_multiple_shim(h: *mut Handle, a: *mut c_void, b: *mut c_void)
         -> Status;
