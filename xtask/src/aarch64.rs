@@ -780,7 +780,10 @@ pub fn bench(runs: usize) -> Result<bool> {
     let drive = |img: &Path| {
         os(&[
             "-drive",
-            &format!("file={},format=raw,if=none,id=d0,snapshot=on", img.display()),
+            &format!(
+                "file={},format=raw,if=none,id=d0,snapshot=on",
+                img.display()
+            ),
             "-device",
             "virtio-blk-device,drive=d0",
         ])

@@ -244,7 +244,11 @@ pub fn test(fw: Firmware, filter: Option<&str>) -> Result<(usize, usize)> {
             || (m.contains("cmdline=initrd=\\initrd.img ") && loader_time(m).is_some());
         // UEFI all the way: the kernel has EFI, reads the clock through
         // the GetTime runtime service, and none of its EFI messages complain.
-        let runtime = m.contains(" efi=1 rtc=rtc-efi efiwarn=0 ");
+        // The Linux stub complains on the console about what the firmware
+        // got wrong (e.g. "FIRMWARE BUG: kernel image not aligned on 64k
+        // boundary" when LoadImage ignored SectionAlignment).
+        let runtime =
+            m.contains(" efi=1 rtc=rtc-efi efiwarn=0 ") && !out.contains("EFI stub: ERROR");
         let ok = m.starts_with("arm64-kernel") && m.contains(&token) && by_sdboot && runtime;
         let what = match case {
             "efi/aarch64-uki" => "BOOTAA64.EFI = UKI (linuxaa64.efi.stub)",

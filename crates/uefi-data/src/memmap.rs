@@ -402,6 +402,28 @@ impl<const N: usize> UefiMemory<N> {
         Ok(addr)
     }
 
+    /// Like `AllocatePages(MaxAddress)`, with the start aligned to `align`
+    /// bytes (a power of two; a page at least): what a PE image's
+    /// SectionAlignment asks of its load address (arm64 kernels: 64 KiB).
+    pub fn allocate_aligned(
+        &mut self,
+        mem_type: EfiMemoryType,
+        pages: u64,
+        align: u64,
+        max: u64,
+    ) -> Result<u64, PageError> {
+        if !mem_type.is_allocatable() {
+            return Err(PageError::BadType(mem_type));
+        }
+        let kind = MemKind::Allocated(mem_type.0);
+        let addr = self
+            .map
+            .allocate(pages, align.max(PAGE_SIZE), max, kind, Strategy::TopDown)
+            .map_err(classify)?;
+        self.bump();
+        Ok(addr)
+    }
+
     /// `FreePages`: only ranges handed out as UEFI allocations (any
     /// `Allocated` type) can be freed; Ember's own memory cannot.
     pub fn free_pages(&mut self, addr: u64, pages: u64) -> Result<(), PageError> {

@@ -134,6 +134,17 @@ fn unprotect(base: u64, pages: u64) {
     };
 }
 
+/// Where an image's SectionAlignment lets it be loaded: that alignment,
+/// between a page and 2 MiB; a page for a malformed value.
+fn load_alignment(section_alignment: u32) -> u64 {
+    let a = u64::from(section_alignment);
+    if a.is_power_of_two() {
+        a.clamp(4096, 2 << 20)
+    } else {
+        4096
+    }
+}
+
 fn alloc(ty: u32, pages: u64, how: AllocateType) -> Option<u64> {
     MAP.lock()
         .allocate_pages(how, EfiMemoryType(ty), pages)
@@ -420,10 +431,17 @@ pub fn load_pe(
     };
     let base = match base {
         Some(b) => b,
-        None if pe.is_relocatable() || pref == 0 => {
-            alloc(code, pages, AllocateType::MaxAddress(u64::from(u32::MAX)))
-                .ok_or(Status::OUT_OF_RESOURCES)?
-        }
+        // At the image's SectionAlignment: an arm64 kernel's EFI stub
+        // otherwise copies the whole kernel to a 64 KiB boundary.
+        None if pe.is_relocatable() || pref == 0 => MAP
+            .lock()
+            .allocate_aligned(
+                EfiMemoryType(code),
+                pages,
+                load_alignment(pe.section_alignment()),
+                u64::from(u32::MAX),
+            )
+            .map_err(|_| Status::OUT_OF_RESOURCES)?,
         None => {
             log::warn!(
                 "UEFI: LoadImage: image wants {pref:#x}, which is taken, and cannot be relocated"

@@ -130,6 +130,31 @@ fn map_is_sorted_merged_and_honours_descriptor_size() {
 }
 
 #[test]
+fn aligned_allocations_honour_the_alignment() {
+    let mut mem = UefiMemory::new(base_map());
+    // A 4 KiB allocation first, so the top is no longer 64 KiB aligned.
+    let a = mem
+        .allocate_pages(AllocateType::AnyPages, EfiMemoryType::LOADER_DATA, 1)
+        .unwrap();
+    let k = mem.key();
+    let b = mem
+        .allocate_aligned(EfiMemoryType::LOADER_CODE, 3, 64 * 1024, u64::MAX)
+        .unwrap();
+    assert_eq!(b % (64 * 1024), 0);
+    assert!(b + 3 * PAGE_SIZE <= a, "below the first, top-down");
+    assert_eq!(mem.map().kind_at(b), Some(MemKind::Allocated(1)));
+    assert_ne!(mem.key(), k);
+    let c = mem
+        .allocate_aligned(EfiMemoryType::LOADER_CODE, 1, 2 * MIB, 64 * MIB - 1)
+        .unwrap();
+    assert_eq!(c, 62 * MIB);
+    let e = mem
+        .allocate_aligned(EfiMemoryType::CONVENTIONAL, 1, PAGE_SIZE, u64::MAX)
+        .unwrap_err();
+    assert_eq!(e.efi_status(), status::INVALID_PARAMETER);
+}
+
+#[test]
 fn allocate_and_free_pages_bump_the_key() {
     let mut mem = UefiMemory::new(base_map());
     let k0 = mem.key();
