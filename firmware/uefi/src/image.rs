@@ -456,7 +456,16 @@ pub fn load_pe(
         free(base, pages);
         return Err(Status::LOAD_ERROR);
     }
-    crate::machine::machine().code_written(base, pages * 4096);
+    // Only code needs the I-cache made coherent: a UKI's kernel and initrd
+    // sections are tens of MiB of data.
+    let m = crate::machine::machine();
+    let mut text = pe.section_permissions().filter(|s| s.executable).peekable();
+    if text.peek().is_none() {
+        m.code_written(base, pages * 4096);
+    }
+    for s in text {
+        m.code_written(base + u64::from(s.rva), u64::from(s.size));
+    }
     let protected = protect(&pe, base);
     let st = TABLES
         .lock()
