@@ -245,7 +245,10 @@ fn time_helper() -> Result<PathBuf> {
 /// device tree all arrived. `efi=1` says the kernel came up with UEFI,
 /// `rtc=rtc-efi` that its clock is the runtime service GetTime (called
 /// after ExitBootServices, from the OS's own mapping), `efiwarn` counts
-/// the kernel's EFI messages that complain, and `loader` is systemd's
+/// the kernel's EFI messages that complain, `acpi=1` that the firmware
+/// published ACPI 2.0 tables as a configuration table, `osacpi=1` that the
+/// kernel runs on them (it prefers the device tree unless `acpi=force`),
+/// and `loader` is systemd's
 /// LoaderTimeExecUSec as the OS reads it through efivarfs (GetVariable at
 /// run time), `none` without it.
 const INIT: &str = "#!/bin/busybox sh
@@ -258,13 +261,16 @@ E=0; [ -d /sys/firmware/efi ] && E=1
 R=$(/bin/busybox cat /sys/class/rtc/rtc0/name 2>/dev/null | /bin/busybox cut -d' ' -f1)
 W=$(/bin/busybox dmesg | /bin/busybox grep -iE '\\befi\\b|firmware bug' | /bin/busybox grep -ciE 'warn|error|fail|bug')
 LD=none
+A=0
+AB=0; [ -r /sys/firmware/acpi/tables/DSDT ] && AB=1
 if [ $E = 1 ]; then
+  /bin/busybox grep -q '^ACPI20=' /sys/firmware/efi/systab 2>/dev/null && A=1
   /bin/busybox insmod /lib/efivarfs.ko 2>/dev/null
   /bin/busybox mount -t efivarfs efivarfs /sys/firmware/efi/efivars
   L=/sys/firmware/efi/efivars/LoaderTimeExecUSec-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f
   [ -r $L ] && LD=$(/bin/busybox tail -c +5 $L | /bin/busybox tr -d '\\000')
 fi
-echo \"EMBER-MARKER: arm64-kernel tsc=$T model=$M efi=$E rtc=$R efiwarn=$W loader=$LD cmdline=$(/bin/busybox cat /proc/cmdline)\"
+echo \"EMBER-MARKER: arm64-kernel tsc=$T model=$M efi=$E rtc=$R efiwarn=$W acpi=$A osacpi=$AB loader=$LD cmdline=$(/bin/busybox cat /proc/cmdline)\"
 /bin/busybox poweroff -f
 ";
 

@@ -23,8 +23,9 @@ use std::path::{Path, PathBuf};
 
 /// The cases, in order (under AAVMF their PASS lines and logs carry
 /// `-aavmf`).
-pub const CASES: [&str; 3] = [
+pub const CASES: [&str; 4] = [
     "efi/aarch64-uki",
+    "efi/aarch64-uki-acpi",
     "efi/aarch64-systemd-boot",
     "efi/aarch64-shim-grub",
 ];
@@ -166,6 +167,14 @@ pub fn disk(case: &str, g: &Guest, options: &str) -> Result<PathBuf> {
             &img,
             vec![(boot, Src::Host(uki("aarch64-uki", g, options)?))],
         ),
+        // The kernel on QEMU's ACPI tables instead of the device tree.
+        "efi/aarch64-uki-acpi" => esp_disk(
+            &img,
+            vec![(
+                boot,
+                Src::Host(uki("aarch64-uki-acpi", g, &format!("{options} acpi=force"))?),
+            )],
+        ),
         // systemd-boot is `BOOTAA64.EFI` and also the default type #1 entry
         // (`efi`), so that a firmware that reads entries itself (Ember
         // does, and prefers them to the removable-media path) starts
@@ -243,15 +252,20 @@ pub fn test(fw: Firmware, filter: Option<&str>) -> Result<(usize, usize)> {
         let by_sdboot = case != "efi/aarch64-systemd-boot"
             || (m.contains("cmdline=initrd=\\initrd.img ") && loader_time(m).is_some());
         // UEFI all the way: the kernel has EFI, reads the clock through
-        // the GetTime runtime service, and none of its EFI messages complain.
-        // The Linux stub complains on the console about what the firmware
-        // got wrong (e.g. "FIRMWARE BUG: kernel image not aligned on 64k
-        // boundary" when LoadImage ignored SectionAlignment).
+        // the GetTime runtime service, none of its EFI messages complain,
+        // and the firmware published QEMU's ACPI tables. The Linux stub
+        // also complains on the console about what the firmware got wrong
+        // (e.g. "FIRMWARE BUG: kernel image not aligned on 64k boundary"
+        // when LoadImage ignored SectionAlignment).
         let runtime =
-            m.contains(" efi=1 rtc=rtc-efi efiwarn=0 ") && !out.contains("EFI stub: ERROR");
-        let ok = m.starts_with("arm64-kernel") && m.contains(&token) && by_sdboot && runtime;
+            m.contains(" efi=1 rtc=rtc-efi efiwarn=0 acpi=1 ") && !out.contains("EFI stub: ERROR");
+        // With acpi=force the kernel must have run on the ACPI tables.
+        let acpi_ok = case != "efi/aarch64-uki-acpi" || m.contains(" osacpi=1 ");
+        let ok =
+            m.starts_with("arm64-kernel") && m.contains(&token) && by_sdboot && runtime && acpi_ok;
         let what = match case {
             "efi/aarch64-uki" => "BOOTAA64.EFI = UKI (linuxaa64.efi.stub)",
+            "efi/aarch64-uki-acpi" => "the UKI with acpi=force: the kernel on QEMU's ACPI tables",
             "efi/aarch64-systemd-boot" => {
                 "BOOTAA64.EFI = systemd-boot (also the default `efi` entry) → type #1 entry, initrd= from systemd-boot"
             }

@@ -360,6 +360,14 @@ pub trait LoaderHost {
         -> Result<u64, HostError>;
     /// Write `bytes` at `offset` into fw_cfg file `name` (WRITE_POINTER; DMA write).
     fn write_file(&mut self, name: &str, offset: u32, bytes: &[u8]) -> Result<(), HostError>;
+    /// Whether the machine has the PC's F segment. QEMU's scripts ask for
+    /// the RSDP there on every machine, arm64 `virt` included; a host
+    /// without one (as UEFI firmware on arm64, which publishes the RSDP as
+    /// a configuration table instead) gets such blobs allocated and checked
+    /// as `Zone::High`.
+    fn has_fseg(&self) -> bool {
+        true
+    }
 }
 
 /// Which name field of a command an error is about.
@@ -877,6 +885,7 @@ pub fn run_loader(script: &[u8], host: &mut impl LoaderHost) -> Result<Loaded, L
                         op: "reading",
                         err,
                     })?;
+                let zone = if host.has_fseg() { zone } else { Zone::High };
                 let addr = host
                     .allocate(file.as_str(), size, align, zone)
                     .map_err(|err| LoaderError::Host {

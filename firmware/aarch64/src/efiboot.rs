@@ -2,14 +2,15 @@
 //! booted, Ember starts its UEFI layer (ember-uefi, shared with x86_64)
 //! with QEMU's device tree as a configuration table and runs each ESP's
 //! removable-media loader, `\EFI\BOOT\BOOTAA64.EFI` — shim, systemd-boot,
-//! GRUB or a UKI.
+//! GRUB or a UKI. QEMU's ACPI tables, when it offers them, are published
+//! too (`acpi.rs`).
 
 use crate::disk::Disk;
 use crate::pl011::Pl011;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use ember_part::PartKind;
 use r_efi::efi;
 
@@ -27,6 +28,17 @@ const DTB_TABLE_GUID: efi::Guid = efi::Guid::from_fields(
 );
 
 static READY: AtomicBool = AtomicBool::new(false);
+/// fw_cfg's MMIO base (0: none), for QEMU's ACPI tables.
+static FW_CFG: AtomicUsize = AtomicUsize::new(0);
+
+/// Where fw_cfg is, once the device tree has said.
+///
+/// # Safety
+/// `base` must be the fw_cfg MMIO registers the device tree names, mapped
+/// as device memory.
+pub unsafe fn set_fw_cfg(base: usize) {
+    FW_CFG.store(base, Ordering::Relaxed);
+}
 
 /// Start the UEFI layer (once): page tables loaders can run from, the
 /// system table, handles for `disks`, the device tree as a configuration
@@ -47,7 +59,12 @@ pub fn prepare(disks: &[Disk], dtb: usize, ram: &[(u64, u64)]) -> Result<(), Str
             ember_mem::MemKind::Allocated(efi::MEMORY_MAPPED_IO),
         );
     }
-    ember_uefi::init(disks, 0)?;
+    let rsdp = match FW_CFG.load(Ordering::Relaxed) {
+        0 => None,
+        // SAFETY: the registers set_fw_cfg was given.
+        base => crate::acpi::install(&unsafe { crate::fwcfg::FwCfg::new(base) }),
+    };
+    ember_uefi::init(disks, rsdp.unwrap_or(0))?;
     ember_uefi::add_config_table(DTB_TABLE_GUID, dtb as u64);
     READY.store(true, Ordering::Relaxed);
     Ok(())

@@ -93,9 +93,9 @@ impl FwCfg {
         Err("fw_cfg DMA did not complete")
     }
 
-    /// A named file (`-fw_cfg name=…`), read whole by DMA; `None` if
-    /// absent or unreadable. At most `limit` bytes.
-    pub fn read_file(&self, name: &str, limit: usize) -> Option<alloc::vec::Vec<u8>> {
+    /// The file directory's bytes (parse with `ember_fwcfg::dir`), read by
+    /// DMA; `None` without DMA or on an error.
+    pub fn directory(&self) -> Option<alloc::vec::Vec<u8>> {
         if !self.has_dma() {
             return None;
         }
@@ -112,6 +112,13 @@ impl FwCfg {
             self.dma_read(FILE_DIR, dir.as_mut_ptr() as usize, len as u32)
                 .ok()?
         };
+        Some(dir)
+    }
+
+    /// A named file (`-fw_cfg name=…`), read whole by DMA; `None` if
+    /// absent or unreadable. At most `limit` bytes.
+    pub fn read_file(&self, name: &str, limit: usize) -> Option<alloc::vec::Vec<u8>> {
+        let dir = self.directory()?;
         let d = ember_fwcfg::dir::Directory::parse(&dir).ok()?;
         let f = d.find(name)?;
         let size = (f.size as usize).min(limit);

@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+mod acpi;
 mod disk;
 mod efiboot;
 mod fwcfg;
@@ -139,6 +140,11 @@ extern "C" fn rust_main(dtb: usize) -> ! {
                 .regions()
                 .next()
                 .map(|r| (r.starting_address as usize, r.size.unwrap_or(0)));
+            if let Some(base) = platform::fw_cfg_base(&fdt) {
+                // SAFETY: the fw_cfg registers the device tree names,
+                // inside the device window the entry maps.
+                unsafe { efiboot::set_fw_cfg(base) };
+            }
             match (platform::fw_cfg_base(&fdt), ram) {
                 (Some(base), Some(ram)) => {
                     // SAFETY: the fw_cfg registers the device tree names,

@@ -25,6 +25,8 @@ struct FakeHost {
     /// Return this address from `allocate` instead of a real one.
     fixed_addr: Option<u64>,
     allocs: Vec<(String, u32, u32, Zone)>,
+    /// A machine without the F segment (arm64).
+    no_fseg: bool,
 }
 
 impl FakeHost {
@@ -100,6 +102,9 @@ impl LoaderHost for FakeHost {
         f.get_mut(r).ok_or(HostError::Io)?.copy_from_slice(bytes);
         self.writes.push((name.to_string(), offset, bytes.to_vec()));
         Ok(())
+    }
+    fn has_fseg(&self) -> bool {
+        !self.no_fseg
     }
 }
 
@@ -433,6 +438,31 @@ fn empty_and_padding_only_scripts() {
     let l = run_loader(&[0u8; 4096], &mut h).unwrap();
     assert!(l.blobs().is_empty());
     assert_eq!(l.rsdp(), None);
+}
+
+#[test]
+fn without_an_f_segment_fseg_blobs_go_high() {
+    let s = script(&[
+        alloc("etc/acpi/rsdp", 16, ZONE_FSEG),
+        alloc("t", 64, ZONE_HIGH),
+    ]);
+    let mut h = FakeHost::new(&[("etc/acpi/rsdp", vec![7; 36]), ("t", vec![1; 8])]);
+    h.no_fseg = true;
+    let l = run_loader(&s, &mut h).unwrap();
+    assert!(h.allocs.iter().all(|a| a.3 == Zone::High), "{:?}", h.allocs);
+    assert!(l.blob("etc/acpi/rsdp").unwrap().addr >= 0x7f00_0000);
+    // The same script on a PC puts the RSDP in the F segment, and a host
+    // that places it elsewhere is refused.
+    let mut pc = FakeHost::new(&[("etc/acpi/rsdp", vec![7; 36]), ("t", vec![1; 8])]);
+    let l = run_loader(&s, &mut pc).unwrap();
+    let a = l.blob("etc/acpi/rsdp").unwrap().addr;
+    assert!((FSEG_START..FSEG_END).contains(&a));
+    let mut bad = FakeHost::new(&[("etc/acpi/rsdp", vec![7; 36]), ("t", vec![1; 8])]);
+    bad.fixed_addr = Some(0x7f00_0000);
+    assert!(matches!(
+        run_loader(&s, &mut bad),
+        Err(LoaderError::BadAllocation { .. })
+    ));
 }
 
 #[test]
