@@ -248,6 +248,7 @@ fn time_helper() -> Result<PathBuf> {
 /// the kernel's EFI messages that complain, `acpi=1` that the firmware
 /// published ACPI 2.0 tables as a configuration table, `osacpi=1` that the
 /// kernel runs on them (it prefers the device tree unless `acpi=force`),
+/// `dmi` the system vendor in the SMBIOS tables the firmware published,
 /// and `loader` is systemd's
 /// LoaderTimeExecUSec as the OS reads it through efivarfs (GetVariable at
 /// run time), `none` without it.
@@ -263,6 +264,8 @@ W=$(/bin/busybox dmesg | /bin/busybox grep -iE '\\befi\\b|firmware bug' | /bin/b
 LD=none
 A=0
 AB=0; [ -r /sys/firmware/acpi/tables/DSDT ] && AB=1
+D=$(/bin/busybox cat /sys/class/dmi/id/sys_vendor 2>/dev/null | /bin/busybox tr -c 'A-Za-z0-9.\\n' '_')
+[ -n \"$D\" ] || D=none
 if [ $E = 1 ]; then
   /bin/busybox grep -q '^ACPI20=' /sys/firmware/efi/systab 2>/dev/null && A=1
   /bin/busybox insmod /lib/efivarfs.ko 2>/dev/null
@@ -270,7 +273,7 @@ if [ $E = 1 ]; then
   L=/sys/firmware/efi/efivars/LoaderTimeExecUSec-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f
   [ -r $L ] && LD=$(/bin/busybox tail -c +5 $L | /bin/busybox tr -d '\\000')
 fi
-echo \"EMBER-MARKER: arm64-kernel tsc=$T model=$M efi=$E rtc=$R efiwarn=$W acpi=$A osacpi=$AB loader=$LD cmdline=$(/bin/busybox cat /proc/cmdline)\"
+echo \"EMBER-MARKER: arm64-kernel tsc=$T model=$M efi=$E rtc=$R efiwarn=$W acpi=$A osacpi=$AB dmi=$D loader=$LD cmdline=$(/bin/busybox cat /proc/cmdline)\"
 /bin/busybox poweroff -f
 ";
 

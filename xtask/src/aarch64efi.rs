@@ -253,12 +253,14 @@ pub fn test(fw: Firmware, filter: Option<&str>) -> Result<(usize, usize)> {
             || (m.contains("cmdline=initrd=\\initrd.img ") && loader_time(m).is_some());
         // UEFI all the way: the kernel has EFI, reads the clock through
         // the GetTime runtime service, none of its EFI messages complain,
-        // and the firmware published QEMU's ACPI tables. The Linux stub
-        // also complains on the console about what the firmware got wrong
-        // (e.g. "FIRMWARE BUG: kernel image not aligned on 64k boundary"
-        // when LoadImage ignored SectionAlignment).
-        let runtime =
-            m.contains(" efi=1 rtc=rtc-efi efiwarn=0 acpi=1 ") && !out.contains("EFI stub: ERROR");
+        // and the firmware published QEMU's ACPI and SMBIOS tables
+        // (`dmi=QEMU`: the system vendor). The Linux stub also complains
+        // on the console about what the firmware got wrong (e.g.
+        // "FIRMWARE BUG: kernel image not aligned on 64k boundary" when
+        // LoadImage ignored SectionAlignment).
+        let runtime = m.contains(" efi=1 rtc=rtc-efi efiwarn=0 acpi=1 ")
+            && m.contains(" dmi=QEMU ")
+            && !out.contains("EFI stub: ERROR");
         // With acpi=force the kernel must have run on the ACPI tables.
         let acpi_ok = case != "efi/aarch64-uki-acpi" || m.contains(" osacpi=1 ");
         let ok =

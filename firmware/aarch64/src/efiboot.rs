@@ -2,8 +2,8 @@
 //! booted, Ember starts its UEFI layer (ember-uefi, shared with x86_64)
 //! with QEMU's device tree as a configuration table and runs each ESP's
 //! removable-media loader, `\EFI\BOOT\BOOTAA64.EFI` — shim, systemd-boot,
-//! GRUB or a UKI. QEMU's ACPI tables, when it offers them, are published
-//! too (`acpi.rs`).
+//! GRUB or a UKI. QEMU's ACPI and SMBIOS tables, when it offers them, are
+//! published too (`acpi.rs`, `smbios.rs`).
 
 use crate::disk::Disk;
 use crate::pl011::Pl011;
@@ -61,8 +61,12 @@ pub fn prepare(disks: &[Disk], dtb: usize, ram: &[(u64, u64)]) -> Result<(), Str
     }
     let rsdp = match FW_CFG.load(Ordering::Relaxed) {
         0 => None,
-        // SAFETY: the registers set_fw_cfg was given.
-        base => crate::acpi::install(&unsafe { crate::fwcfg::FwCfg::new(base) }),
+        base => {
+            // SAFETY: the registers set_fw_cfg was given.
+            let fw = unsafe { crate::fwcfg::FwCfg::new(base) };
+            crate::smbios::install(&fw);
+            crate::acpi::install(&fw)
+        }
     };
     ember_uefi::init(disks, rsdp.unwrap_or(0))?;
     ember_uefi::add_config_table(DTB_TABLE_GUID, dtb as u64);

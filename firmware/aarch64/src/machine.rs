@@ -1,7 +1,7 @@
 //! The arm64 `virt` machine under the UEFI layer
 //! (`ember_uefi::machine::Machine`): the PL011 console, the generic timer,
 //! Ember's translation tables (mmu.rs), the PL031 real-time clock and PSCI
-//! reset and power-off.
+//! reset and power-off; QEMU's SMBIOS (smbios.rs).
 //!
 //! Not (yet) here: a variable flash (virt's second flash bank has 256 KiB
 //! sectors, not the variable store's block size; variables live in a file
@@ -238,7 +238,7 @@ impl Machine for Virt {
         crate::halt()
     }
     fn smbios_tables(&self) -> Vec<(bool, u64)> {
-        Vec::new()
+        crate::smbios::entry().into_iter().collect()
     }
     fn has_legacy_bios_area(&self) -> bool {
         false

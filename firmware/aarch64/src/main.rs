@@ -19,6 +19,7 @@ mod pci;
 mod pl011;
 mod platform;
 mod rt;
+mod smbios;
 
 /// virt's PL011 (the console before and besides the device tree).
 pub const UART: usize = 0x0900_0000;
