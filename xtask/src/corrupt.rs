@@ -227,6 +227,9 @@ pub fn expect_log(s: &Scenario, m: Machine) -> Vec<String> {
     let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     match s.name {
         "menu" => v(&["      2.2) Menu target", "the menu chose b", "boot manager: Boot0001 \"Ember: virtio-"]),
+        // systemd-boot ran (efichains.rs): it puts `initrd=` first on the
+        // kernel's command line for a type #1 entry; Ember and OVMF do not.
+        "systemd-boot-type1" => v(&["ember-init: cmdline: initrd=\\initrd.img "]),
         "gpt-primary-bad" => vec![
             "primary GPT is bad (GPT header at LBA 1 CRC mismatch".into(),
             format!("; using backup at LBA {}", last_lba(&s.disks[0])),

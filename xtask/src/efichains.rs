@@ -5,14 +5,26 @@
 //! | scenario | ESP (GPT, FAT32) | what runs |
 //! |---|---|---|
 //! | `efi-stub` | `\vmlinuz.efi`, `\initrd.img`, `\startup.nsh`; type #1 entry | OVMF: its UEFI Shell runs `startup.nsh`, which starts the kernel's EFI stub with `initrd=` and the command line as load options. Ember: the type #1 entry |
-//! | `systemd-boot-type1` | `\EFI\BOOT\BOOTX64.EFI` = systemd-boot; type #1 entry and a UKI in `\EFI\Linux\`; `loader.conf` `default` picks the entry | systemd-boot → kernel EFI stub |
-//! | `systemd-boot-uki` | same files, `default` picks the UKI | systemd-boot → UKI (systemd stub → kernel) |
+//! | `systemd-boot-type1` | `\EFI\BOOT\BOOTX64.EFI` = systemd-boot; a type #1 entry for it (`loader.conf`'s `default`), a type #1 entry for the kernel with `sort-key 0` and a UKI in `\EFI\Linux\` | systemd-boot → kernel EFI stub |
+//! | `systemd-boot-uki` | same files, the kernel entry without a sort key | systemd-boot → UKI (systemd stub → kernel) |
 //! | `uki` | `\EFI\BOOT\BOOTX64.EFI` = a UKI | systemd stub → kernel |
 //! | `shim-grub` | `\EFI\BOOT\BOOTX64.EFI` = shim, `\EFI\BOOT\grubx64.efi`, `\EFI\debian\grub.cfg`; partition 2 ext4 with `/boot` | shim → GRUB → `search --fs-uuid` → `/boot/grub/grub.cfg` → Linux |
 //!
 //! Debian's OVMF has no BLS support and a kernel started as `BOOTX64.EFI`
 //! gets no load options (so no initrd): the Shell's `startup.nsh` is the one
 //! loader-free way to hand the stub its options under OVMF.
+//!
+//! The systemd-boot scenarios must run systemd-boot under Ember too, and
+//! Ember reads type #1 entries itself (and prefers them to `BOOTX64.EFI`).
+//! So `loader.conf`'s default is an entry for systemd-boot itself (`efi
+//! /EFI/BOOT/BOOTX64.EFI`): Ember starts it through its UEFI layer, OVMF
+//! through the removable-media path. systemd-boot leaves out the entry
+//! naming its own image, finds no default, and takes the first entry in its
+//! order: entries with a sort key first (the UKI's is its os-release `ID`,
+//! `ember`), then by descending ID — the kernel entry when it has `sort-key
+//! 0`, the UKI otherwise. The guest's command line then starts with the
+//! `initrd=` systemd-boot adds for a type #1 entry, which the type #1 case
+//! requires as proof that systemd-boot ran.
 
 use crate::disk::{Disk, Fs, Kind, Part, Scenario, Src, Table, BASE_OPTIONS};
 use crate::guest::{self, guest_dir, Artifacts};
@@ -138,10 +150,14 @@ fn text(s: impl Into<String>) -> Src {
 
 /// A type #1 entry for the kernel and initrd at the ESP's root.
 fn type1(linux: &str, variant: &str) -> Src {
-    text(format!(
+    text(type1_text(linux, variant))
+}
+
+fn type1_text(linux: &str, variant: &str) -> String {
+    format!(
         "title Ember {variant}\nlinux {linux}\ninitrd /initrd.img\noptions {}\n",
         options(variant)
-    ))
+    )
 }
 
 /// The scenario's disks; `Ok(None)` for a name that is not a chain scenario.
@@ -170,25 +186,29 @@ pub fn scenario(name: &str, a: &Artifacts, l: &Loaders) -> Result<Option<Scenari
             ),
         ]),
         "systemd-boot-type1" | "systemd-boot-uki" => {
-            // Both images hold both entries; only `default` differs, so each
-            // also proves systemd-boot's selection between the two kinds.
-            let default = if name == "systemd-boot-type1" {
-                "ember-type1.conf"
-            } else {
-                "ember-uki.efi"
-            };
+            // Both images hold both entries; only the kernel entry's sort
+            // key differs, so each also proves systemd-boot's selection
+            // between the two kinds (see the module docs).
+            let mut kernel_entry = type1_text("/vmlinuz", "systemd-boot-type1");
+            if name == "systemd-boot-type1" {
+                kernel_entry.push_str("sort-key 0\n");
+            }
             let uki = build_uki("systemd-boot-uki", a, l)?;
             esp(vec![
                 ("/EFI/BOOT/BOOTX64.EFI".into(), host(&l.sdboot)),
                 (
                     "/loader/loader.conf".into(),
-                    text(format!("timeout 0\ndefault {default}\n")),
+                    text("timeout 0\ndefault systemd-boot.conf\n"),
+                ),
+                (
+                    "/loader/entries/systemd-boot.conf".into(),
+                    text("title systemd-boot\nefi /EFI/BOOT/BOOTX64.EFI\n"),
                 ),
                 ("/vmlinuz".into(), host(&a.kernel)),
                 ("/initrd.img".into(), host(&a.initrd)),
                 (
                     "/loader/entries/ember-type1.conf".into(),
-                    type1("/vmlinuz", "systemd-boot-type1"),
+                    text(kernel_entry),
                 ),
                 ("/EFI/Linux/ember-uki.efi".into(), host(&uki)),
             ])
