@@ -23,9 +23,10 @@ use std::path::{Path, PathBuf};
 
 /// The cases, in order (under AAVMF their PASS lines and logs carry
 /// `-aavmf`).
-pub const CASES: [&str; 4] = [
+pub const CASES: [&str; 5] = [
     "efi/aarch64-uki",
     "efi/aarch64-uki-acpi",
+    "efi/aarch64-uki-type2",
     "efi/aarch64-systemd-boot",
     "efi/aarch64-shim-grub",
 ];
@@ -167,6 +168,16 @@ pub fn disk(case: &str, g: &Guest, options: &str) -> Result<PathBuf> {
             &img,
             vec![(boot, Src::Host(uki("aarch64-uki", g, options)?))],
         ),
+        // A type #2 entry: the UKI in /EFI/Linux and no BOOTAA64.EFI, so
+        // only a firmware that reads Boot Loader Specification entries
+        // boots it (Ember; not AAVMF).
+        "efi/aarch64-uki-type2" => esp_disk(
+            &img,
+            vec![(
+                "/EFI/Linux/ember-arm64.efi".into(),
+                Src::Host(uki("aarch64-uki-type2", g, options)?),
+            )],
+        ),
         // The kernel on QEMU's ACPI tables instead of the device tree.
         "efi/aarch64-uki-acpi" => esp_disk(
             &img,
@@ -219,7 +230,12 @@ pub fn disk(case: &str, g: &Guest, options: &str) -> Result<PathBuf> {
 /// the same entry itself, started the kernel. Returns (passed, failed).
 pub fn test(fw: Firmware, filter: Option<&str>) -> Result<(usize, usize)> {
     let want = |n: &str| filter.is_none_or(|f| n.contains(f));
-    let cases: Vec<&str> = CASES.iter().copied().filter(|c| want(c)).collect();
+    // AAVMF reads no Boot Loader Specification entries.
+    let cases: Vec<&str> = CASES
+        .iter()
+        .copied()
+        .filter(|c| want(c) && !(fw == Firmware::Aavmf && *c == "efi/aarch64-uki-type2"))
+        .collect();
     if cases.is_empty() {
         return Ok((0, 0));
     }
@@ -263,11 +279,18 @@ pub fn test(fw: Firmware, filter: Option<&str>) -> Result<(usize, usize)> {
             && !out.contains("EFI stub: ERROR");
         // With acpi=force the kernel must have run on the ACPI tables.
         let acpi_ok = case != "efi/aarch64-uki-acpi" || m.contains(" osacpi=1 ");
-        let ok =
-            m.starts_with("arm64-kernel") && m.contains(&token) && by_sdboot && runtime && acpi_ok;
+        // Ember must say it picked the type #2 entry.
+        let type2_ok = case != "efi/aarch64-uki-type2" || out.contains("): booting ember-arm64");
+        let ok = m.starts_with("arm64-kernel")
+            && m.contains(&token)
+            && by_sdboot
+            && runtime
+            && acpi_ok
+            && type2_ok;
         let what = match case {
             "efi/aarch64-uki" => "BOOTAA64.EFI = UKI (linuxaa64.efi.stub)",
             "efi/aarch64-uki-acpi" => "the UKI with acpi=force: the kernel on QEMU's ACPI tables",
+            "efi/aarch64-uki-type2" => "type #2 entry: the UKI in /EFI/Linux, no BOOTAA64.EFI",
             "efi/aarch64-systemd-boot" => {
                 "BOOTAA64.EFI = systemd-boot (also the default `efi` entry) → type #1 entry, initrd= from systemd-boot"
             }

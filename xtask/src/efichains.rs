@@ -8,6 +8,7 @@
 //! | `systemd-boot-type1` | `\EFI\BOOT\BOOTX64.EFI` = systemd-boot; a type #1 entry for it (`loader.conf`'s `default`), a type #1 entry for the kernel with `sort-key 0` and a UKI in `\EFI\Linux\` | systemd-boot → kernel EFI stub |
 //! | `systemd-boot-uki` | same files, the kernel entry without a sort key | systemd-boot → UKI (systemd stub → kernel) |
 //! | `uki` | `\EFI\BOOT\BOOTX64.EFI` = a UKI | systemd stub → kernel |
+//! | `uki-type2` | only `\EFI\Linux\ember-uki-type2.efi`, a UKI (Boot Loader Specification type #2; Ember only) | systemd stub → kernel |
 //! | `shim-grub` | `\EFI\BOOT\BOOTX64.EFI` = shim, `\EFI\BOOT\grubx64.efi`, `\EFI\debian\grub.cfg`; partition 2 ext4 with `/boot` | shim → GRUB → `search --fs-uuid` → `/boot/grub/grub.cfg` → Linux |
 //!
 //! Debian's OVMF has no BLS support and a kernel started as `BOOTX64.EFI`
@@ -37,8 +38,13 @@ pub const NAMES: &[&str] = &[
     "systemd-boot-type1",
     "systemd-boot-uki",
     "uki",
+    "uki-type2",
     "shim-grub",
 ];
+
+/// Chains no firmware but Ember boots (Boot Loader Specification type #2:
+/// OVMF reads no entries), so they have no OVMF reference run.
+pub const EMBER_ONLY: &[&str] = &["uki-type2"];
 
 /// The UUID GRUB's `search --fs-uuid` finds the root file system by.
 const ROOT_UUID: &str = "e3be5eed-0000-4000-8000-00000000e3be";
@@ -216,6 +222,10 @@ pub fn scenario(name: &str, a: &Artifacts, l: &Loaders) -> Result<Option<Scenari
         "uki" => esp(vec![(
             "/EFI/BOOT/BOOTX64.EFI".into(),
             host(&build_uki("uki", a, l)?),
+        )]),
+        "uki-type2" => esp(vec![(
+            "/EFI/Linux/ember-uki-type2.efi".into(),
+            host(&build_uki("uki-type2", a, l)?),
         )]),
         "shim-grub" => vec![shim_grub(
             l,

@@ -231,6 +231,7 @@ fn run_all(opts: &Opts, tally: &mut Tally) -> Result {
     let chains: Vec<(&str, Machine)> = efichains::NAMES
         .iter()
         .flat_map(|&n| chain_machines.iter().map(move |&m| (n, m)))
+        .filter(|(n, m)| !(*m == Machine::Q35Ovmf && efichains::EMBER_ONLY.contains(n)))
         .filter(|(n, m)| {
             let case_name = format!("{n}/{}", m.name());
             opts.filter

@@ -12,7 +12,7 @@ mod conf;
 mod glob;
 mod select;
 mod uki;
-pub use uki::{os_release_value, uki_entry};
+pub use uki::{os_release_value, read_uki, uki_entry};
 mod version;
 
 use alloc::string::{String, ToString};

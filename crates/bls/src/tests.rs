@@ -403,3 +403,58 @@ fn foreign_architectures_are_skipped() {
     assert_eq!(select_default_for_arch(&v[..1], &conf, "x64"), None);
     assert_eq!(select_default_for_arch(&v, &conf, "aa64").unwrap().index, 0);
 }
+
+/// A tiny UKI-shaped x86_64 image built by GNU binutils (ember-pe's fixture,
+/// `crates/pe/tests/data/uki-reloc.S`): `.osrel` "ID=ember", `.cmdline`
+/// "console=ttyS0".
+const UKI: &[u8] = include_bytes!("../../pe/tests/data/uki-reloc.efi");
+
+fn read_from(file: &[u8]) -> impl FnMut(u64, &mut [u8]) -> Result<usize, String> + '_ {
+    |off, buf| {
+        let off = usize::try_from(off).map_err(|_| String::from("offset"))?;
+        let src = file
+            .get(off..)
+            .ok_or_else(|| String::from("past the end"))?;
+        let n = src.len().min(buf.len());
+        buf[..n].copy_from_slice(&src[..n]);
+        Ok(n)
+    }
+}
+
+#[test]
+fn read_uki_takes_osrel_and_cmdline_from_the_image() {
+    let e = crate::read_uki(
+        "ember-6.1.efi",
+        "/EFI/Linux/ember-6.1.efi",
+        UKI.len() as u64,
+        &[0x8664],
+        read_from(UKI),
+    )
+    .unwrap();
+    assert_eq!(e.id, "ember-6.1");
+    assert_eq!(e.sort_key.as_deref(), Some("ember"));
+    assert_eq!(e.options.as_deref(), Some("console=ttyS0"));
+    assert_eq!(e.efi.as_deref(), Some("/EFI/Linux/ember-6.1.efi"));
+}
+
+#[test]
+fn read_uki_refuses_other_machines_and_non_ukis() {
+    // The same image on an arm64 firmware: not for this CPU.
+    let err = crate::read_uki(
+        "a.efi",
+        "/EFI/Linux/a.efi",
+        UKI.len() as u64,
+        &[0xaa64],
+        read_from(UKI),
+    )
+    .unwrap_err();
+    assert!(err.starts_with("not a UKI: "), "{err}");
+    // Not a PE at all, and a read error.
+    let junk = [0u8; 512];
+    assert!(crate::read_uki("b.efi", "/b", 512, &[0x8664], read_from(&junk)).is_err());
+    let failing = |_: u64, _: &mut [u8]| -> Result<usize, String> { Err("I/O".into()) };
+    assert_eq!(
+        crate::read_uki("c.efi", "/c", 4096, &[0x8664], failing).unwrap_err(),
+        "I/O"
+    );
+}

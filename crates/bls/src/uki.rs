@@ -3,7 +3,40 @@
 //! `.cmdline` sections, as systemd-boot reads them.
 
 use crate::{split_counter, Entry, EntryError, MAX_FILE_SIZE};
+use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+
+/// The entry of the UKI `file_name` at `path` (`size` bytes), read through
+/// `read(offset, buf)` (bytes read): its PE headers (for a COFF machine in
+/// `machines`) and its `.osrel` and `.cmdline` sections, at most 64 KiB
+/// each — never the whole image.
+pub fn read_uki(
+    file_name: &str,
+    path: &str,
+    size: u64,
+    machines: &[u16],
+    mut read: impl FnMut(u64, &mut [u8]) -> Result<usize, String>,
+) -> Result<Entry, String> {
+    let mut head = vec![0u8; size.min(8192) as usize];
+    let n = read(0, &mut head)?;
+    head.truncate(n);
+    let pe = ember_pe::PeImage::parse_headers_for_machines(&head, size, machines)
+        .map_err(|e| format!("not a UKI: {e}"))?;
+    let mut section = |name: &str| -> Result<Option<Vec<u8>>, String> {
+        let Some(s) = pe.find_section(name) else {
+            return Ok(None);
+        };
+        let mut b = vec![0u8; (s.file_len() as usize).min(64 * 1024)];
+        let n = read(u64::from(s.raw_offset), &mut b).map_err(|e| format!("{name}: {e}"))?;
+        b.truncate(n);
+        Ok(Some(b))
+    };
+    let osrel = section(".osrel")?.ok_or("no .osrel section: not a unified kernel image")?;
+    let cmdline = section(".cmdline")?;
+    uki_entry(file_name, path, &osrel, cmdline.as_deref()).map_err(|e| format!("{e}"))
+}
 
 /// The value of `key` in os-release text (`KEY=value`, `"…"` or `'…'`
 /// quoting with backslash escapes in double quotes, `#` comments).

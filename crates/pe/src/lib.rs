@@ -518,6 +518,16 @@ impl PeImage {
     /// `.osrel` — without reading the whole file. Relocations are not looked
     /// at; the result describes sections but must not be used to load.
     pub fn parse_headers(prefix: &[u8], file_len: u64) -> Result<PeImage, PeError> {
+        Self::parse_headers_for_machines(prefix, file_len, &[MACHINE_X86_64])
+    }
+
+    /// [`PeImage::parse_headers`] for an image whose COFF machine is one of
+    /// `machines`.
+    pub fn parse_headers_for_machines(
+        prefix: &[u8],
+        file_len: u64,
+        machines: &[u16],
+    ) -> Result<PeImage, PeError> {
         if (prefix.len() as u64) > file_len {
             return Err(PeError::Truncated {
                 what: "PE headers",
@@ -526,7 +536,7 @@ impl PeImage {
                 file_len,
             });
         }
-        Self::parse_headers_impl(prefix, file_len, &[MACHINE_X86_64])
+        Self::parse_headers_impl(prefix, file_len, machines)
     }
 
     fn parse_headers_impl(

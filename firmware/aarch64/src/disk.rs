@@ -1,9 +1,11 @@
 //! Booting from a disk: every virtio-mmio block device the device tree
 //! lists, its GPT/MBR, the ESP and XBOOTLDR partitions' Boot Loader
-//! Specification type #1 entries for `aa64` (or no architecture), ordered
-//! and defaulted as systemd-boot does (`ember-bls`), then the entry's
-//! `Image` and initrds loaded straight into place and started with the
-//! arm64 boot protocol (linux.rs). The same portable crates as on x86_64.
+//! Specification type #1 entries for `aa64` (or no architecture) and type
+//! #2 entries (arm64 UKIs in `/EFI/Linux`), ordered and defaulted as
+//! systemd-boot does (`ember-bls`), then the entry's `Image` and initrds
+//! loaded straight into place and started with the arm64 boot protocol
+//! (linux.rs), or an `efi` entry or UKI started through the UEFI layer
+//! (efiboot.rs). The same portable crates as on x86_64.
 
 use crate::linux;
 use crate::pl011::Pl011;
@@ -116,6 +118,35 @@ fn entries(name: &str, dev: &mut dyn BlockDevice) -> (Vec<Found>, LoaderConf) {
         if role == "ESP" && conf.is_none() {
             if let Ok(b) = fs.read_file("/loader/loader.conf", CONF_LIMIT) {
                 conf = Some(ember_bls::parse_loader_conf(&b));
+            }
+        }
+        // Type #2: unified kernel images, described by their .osrel and
+        // .cmdline sections (started through the UEFI layer).
+        if let Ok(list) = fs.read_dir("/EFI/Linux") {
+            for d in list
+                .iter()
+                .filter(|d| !d.is_dir && d.name.to_ascii_lowercase().ends_with(".efi"))
+            {
+                let path = format!("/EFI/Linux/{}", d.name);
+                let entry = fs.open(&path).map_err(|e| format!("{e}")).and_then(|f| {
+                    ember_bls::read_uki(
+                        &d.name,
+                        &path,
+                        f.size(),
+                        &[ember_pe::MACHINE_AARCH64],
+                        |off, buf| fs.read_at(&f, off, buf).map_err(|e| format!("{e}")),
+                    )
+                });
+                match entry {
+                    Ok(entry) => found.push(Found {
+                        entry,
+                        first_lba: p.first_lba,
+                        num_blocks: p.num_blocks,
+                        part: p.number,
+                        uuid: p.unique_guid,
+                    }),
+                    Err(e) => log::warn!("{name} partition {}: {path}: {e}", p.number),
+                }
             }
         }
         let Ok(list) = fs.read_dir("/loader/entries") else {

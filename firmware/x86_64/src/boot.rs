@@ -139,23 +139,13 @@ fn read_uki(
     path: &str,
 ) -> Result<Entry, String> {
     let f = fs.open(path).map_err(|e| format!("{e}"))?;
-    let mut head = alloc::vec![0u8; (f.size() as usize).min(8192)];
-    fs.read_at(&f, 0, &mut head).map_err(|e| format!("{e}"))?;
-    let pe =
-        ember_pe::PeImage::parse_headers(&head, f.size()).map_err(|e| format!("not a UKI: {e}"))?;
-    let mut section = |n: &str| -> Result<Option<Vec<u8>>, String> {
-        let Some(s) = pe.find_section(n) else {
-            return Ok(None);
-        };
-        let len = (s.file_len() as usize).min(64 * 1024);
-        let mut b = alloc::vec![0u8; len];
-        fs.read_at(&f, u64::from(s.raw_offset), &mut b)
-            .map_err(|e| format!("{n}: {e}"))?;
-        Ok(Some(b))
-    };
-    let osrel = section(".osrel")?.ok_or("no .osrel section: not a unified kernel image")?;
-    let cmdline = section(".cmdline")?;
-    ember_bls::uki_entry(name, path, &osrel, cmdline.as_deref()).map_err(|e| format!("{e}"))
+    ember_bls::read_uki(
+        name,
+        path,
+        f.size(),
+        &[ember_pe::MACHINE_X86_64],
+        |off, buf| fs.read_at(&f, off, buf).map_err(|e| format!("{e}")),
+    )
 }
 
 /// The titles of a disk's Boot Loader Specification entries, in the order
