@@ -26,9 +26,13 @@
 //!   it may access), so a read-protected entry is *invalid*: bit 0 clear.
 //!   The walker ignores every other bit of an invalid descriptor, so it keeps
 //!   its output address and attributes — identity-mapped, the address is
-//!   that of the page anyway — plus the software bit [`SW_RP`] (bit 55),
-//!   which tells a read-protected page from an unmapped one. Clearing RP
-//!   restores the descriptor as it was.
+//!   that of the page anyway — plus the software bit
+//!   [`SW_RP`](ember_vmsa::SW_RP) (bit 55), which tells a read-protected
+//!   page from an unmapped one. Clearing RP restores the descriptor as it
+//!   was.
+//!
+//! The descriptor arithmetic — levels, classification, block splits, the
+//! attribute encoding above — is `ember-vmsa`'s, tested on the host.
 //!
 //! Under SCTLR_EL1.WXN (on from the entry) every writable page is
 //! execute-never whatever its descriptor says; the UEFI layer turns it off
@@ -48,11 +52,12 @@
 //! code nor stack is touched — except the store that makes the new entry,
 //! which goes to the table holding it. That table must not lie inside the
 //! block, so the module keeps an invariant: **every table page is mapped by
-//! a level 3 (page) entry**, marked with the software bit [`SW_TABLE`]. A
-//! block then never contains a table page. A new table that lies inside the
-//! very block it splits is made page-mapped in its own subtree before that
-//! subtree goes live ([`Mapper::split`]); other new table pages are made
-//! page-mapped right after ([`Mapper::settle`]).
+//! a level 3 (page) entry**, marked with the software bit
+//! [`SW_TABLE`](ember_vmsa::SW_TABLE). A block then never contains a table
+//! page. A new table that lies inside the very block it splits is made
+//! page-mapped in its own subtree before that subtree goes live
+//! ([`Mapper::split`]); other new table pages are made page-mapped right
+//! after ([`Mapper::settle`]).
 //!
 //! Attribute changes ([`Table::change_live`]) keep the output address,
 //! memory type and size, so the architecture needs no break for them: the
@@ -77,140 +82,41 @@ use core::ops::Range;
 /// so its MemoryAttribute protocol passes them straight through.
 pub use ember_uefi::machine::Attrs;
 
-/// The translation granule.
-const PAGE: u64 = 4096;
-/// Descriptors per table.
-const ENTRIES: usize = 512;
+use ember_vmsa::{
+    attrs_of, cache_geometry, can_hold_table, entry_end, index, is_normal, kind, level_size, lines,
+    mark_table_page, protects_table, sub_entry, table_desc, with_wxn, Kind, PageAttrs, ENTRIES, OA,
+    PAGE, VALID,
+};
+
 /// The end of the TTBR0 range (TCR_EL1.T0SZ 24: 40-bit addresses).
 const VA_END: u64 = 1 << 40;
 /// The RAM the boot tables map as normal memory: 1 GiB up to virt's limit
 /// of 256 GiB (level 1 entries 1 to 255). Only this may change.
 pub const RAM: Range<u64> = 0x4000_0000..0x40_0000_0000;
 
-/// Descriptor bits (VMSAv8-64, stage 1, 4 KiB granule).
-const VALID: u64 = 1 << 0;
-/// Levels 0-2: a table (set) or a block (clear); level 3: a page (set).
-const TYPE: u64 = 1 << 1;
-/// AttrIndx, the MAIR_EL1 attribute (entry.s: 0 device, 1 normal WB).
-const ATTR_INDX: u64 = 7 << 2;
-const ATTR_NORMAL: u64 = 1 << 2;
-/// AP\[2\]: read-only.
-const AP_RO: u64 = 1 << 7;
-/// Output address, bits 47:12.
-const OA: u64 = 0x0000_ffff_ffff_f000;
-/// The contiguous hint (never set by Ember; cleared when splitting).
-const CONTIG: u64 = 1 << 52;
-const PXN: u64 = 1 << 53;
-const UXN: u64 = 1 << 54;
-/// Software bits (58:55 of block and page descriptors are ignored by the
-/// walker): an invalid descriptor that is a read-protected mapping …
-const SW_RP: u64 = 1 << 55;
-/// … and the page entry of a page that holds a translation table.
-const SW_TABLE: u64 = 1 << 56;
-
 // ---------------------------------------------------------------------------
-// Descriptor arithmetic (pure).
+// Descriptor arithmetic: ember-vmsa (host-tested); here only the conversion
+// between the UEFI layer's attributes and the crate's.
 
-/// The bytes one entry of a level-`level` table maps (level 0: 512 GiB,
-/// 1: 1 GiB, 2: 2 MiB, 3: 4 KiB).
-const fn level_size(level: usize) -> u64 {
-    1 << (12 + 9 * (3 - level))
-}
-
-/// The index of `va`'s entry in a level-`level` table.
-const fn index(va: u64, level: usize) -> usize {
-    ((va / level_size(level)) % ENTRIES as u64) as usize
-}
-
-/// The end of the level-`level` entry's range that contains `va`.
-const fn entry_end(va: u64, level: usize) -> u64 {
-    (va & !(level_size(level) - 1)) + level_size(level)
-}
-
-/// What a descriptor is at a given level.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    /// Nothing mapped (or a reserved encoding).
-    Invalid,
-    /// The next level's table, at this address.
-    Table(u64),
-    /// A block or page mapping, valid or read-protected.
-    Leaf,
-}
-
-fn kind(d: u64, level: usize) -> Kind {
-    if d & VALID == 0 {
-        return if level >= 1 && d & SW_RP != 0 {
-            Kind::Leaf
-        } else {
-            Kind::Invalid
-        };
-    }
-    match (level, d & TYPE != 0) {
-        (0..=2, true) => Kind::Table(d & OA),
-        (1 | 2, false) | (3, true) => Kind::Leaf,
-        // Level 0 blocks do not exist with 4 KiB pages; level 3 type 0 is reserved.
-        _ => Kind::Invalid,
+const fn page_attrs(a: Attrs) -> PageAttrs {
+    PageAttrs {
+        read_protect: a.read_protect,
+        exec_protect: a.exec_protect,
+        read_only: a.read_only,
     }
 }
 
-/// A table descriptor for the table page at `addr`.
-const fn table_desc(addr: u64) -> u64 {
-    (addr & OA) | TYPE | VALID
-}
-
-/// Normal (write-back) memory, as opposed to device memory.
-const fn is_normal(leaf: u64) -> bool {
-    leaf & ATTR_INDX == ATTR_NORMAL
-}
-
-/// The attributes a leaf descriptor gives.
-const fn attrs_of(leaf: u64) -> Attrs {
+const fn uefi_attrs(a: PageAttrs) -> Attrs {
     Attrs {
-        read_protect: leaf & VALID == 0,
-        exec_protect: leaf & PXN != 0,
-        read_only: leaf & AP_RO != 0,
+        read_protect: a.read_protect,
+        exec_protect: a.exec_protect,
+        read_only: a.read_only,
     }
 }
 
-/// `leaf` with `clear` cleared, then `set` set.
+/// `leaf` with `clear` cleared, then `set` set (see the module docs).
 fn with_attrs(leaf: u64, set: Attrs, clear: Attrs) -> u64 {
-    let mut d = leaf;
-    if clear.read_only {
-        d &= !AP_RO;
-    }
-    if clear.exec_protect {
-        d &= !PXN; // UXN stays: nothing runs at EL0
-    }
-    if clear.read_protect && d & VALID == 0 {
-        d = (d | VALID) & !SW_RP;
-    }
-    if set.read_only {
-        d |= AP_RO;
-    }
-    if set.exec_protect {
-        d |= PXN | UXN;
-    }
-    if set.read_protect && d & VALID != 0 {
-        d = (d & !VALID) | SW_RP;
-    }
-    d
-}
-
-/// Whether a table page mapped by `leaf` could no longer be written
-/// (read-only or read-protected).
-const fn blocks_tables(leaf: u64) -> bool {
-    leaf & VALID == 0 || leaf & AP_RO != 0
-}
-
-/// Entry `j` of the level-`level + 1` table that maps what the level-`level`
-/// block `block` maps: the same attributes (and validity), the `j`-th part
-/// of its output range; a page descriptor at level 3.
-fn sub_entry(block: u64, level: usize, j: usize) -> u64 {
-    let base = block & OA & !(level_size(level) - 1);
-    let oa = base + j as u64 * level_size(level + 1);
-    let ty = if level + 1 == 3 { TYPE } else { 0 };
-    (block & !(OA | TYPE | CONTIG)) | oa | ty
+    ember_vmsa::with_attrs(leaf, page_attrs(set), page_attrs(clear))
 }
 
 // ---------------------------------------------------------------------------
@@ -383,32 +289,7 @@ fn leaf(root: Table, va: u64) -> Option<(Table, usize, usize, u64)> {
 
 /// New table pages not yet mapped by a marked page entry (see the module
 /// docs). Small: a change splits at most two blocks per level.
-struct Pending {
-    pages: [u64; 32],
-    len: usize,
-}
-
-impl Pending {
-    fn push(&mut self, page: u64) -> Option<()> {
-        *self.pages.get_mut(self.len)? = page;
-        self.len += 1;
-        Some(())
-    }
-
-    fn first_in(&self, r: &Range<u64>) -> Option<u64> {
-        self.pages[..self.len]
-            .iter()
-            .copied()
-            .find(|p| r.contains(p))
-    }
-
-    fn remove(&mut self, page: u64) {
-        if let Some(k) = self.pages[..self.len].iter().position(|&p| p == page) {
-            self.pages[k] = self.pages[self.len - 1];
-            self.len -= 1;
-        }
-    }
-}
+type Pending = ember_vmsa::Pending<32>;
 
 /// One table change: the live root, the page source and the table pages
 /// still to be settled.
@@ -423,10 +304,7 @@ impl Mapper<'_> {
         Mapper {
             alloc,
             live,
-            pending: Pending {
-                pages: [0; 32],
-                len: 0,
-            },
+            pending: Pending::new(),
         }
     }
 
@@ -439,7 +317,7 @@ impl Mapper<'_> {
             return None;
         }
         let (_, _, _, d) = leaf(self.live, p)?;
-        if !is_normal(d) || d & VALID == 0 || d & (AP_RO | SW_TABLE) != 0 {
+        if !can_hold_table(d) {
             return None;
         }
         self.pending.push(p)?;
@@ -502,18 +380,16 @@ impl Mapper<'_> {
     }
 
     /// Map every pending table page inside `region` — what `root`, a
-    /// level-`level` table, maps — with a level 3 entry marked [`SW_TABLE`].
+    /// level-`level` table, maps — with a level 3 entry marked
+    /// [`SW_TABLE`](ember_vmsa::SW_TABLE).
     fn settle(&mut self, root: Table, level: usize, region: Range<u64>, live: bool) -> Option<()> {
         while let Some(q) = self.pending.first_in(&region) {
             let (t, i) = self.page_entry(root, level, q, live)?;
-            let d = t.get(i);
-            if d & VALID == 0 || d & TYPE == 0 {
-                return None;
-            }
+            let marked = mark_table_page(t.get(i))?;
             // SAFETY: sets a software bit, which the walker ignores (no
             // break-before-make, no TLB maintenance); level 3 tables are
             // pages Ember made, writable.
-            unsafe { t.set(i, d | SW_TABLE) };
+            unsafe { t.set(i, marked) };
             self.pending.remove(q);
         }
         Some(())
@@ -550,7 +426,7 @@ impl Mapper<'_> {
         while va < end {
             let (t, i, level, d) = leaf(self.live, va)?;
             let new = with_attrs(d, set, clear);
-            if d & SW_TABLE != 0 && blocks_tables(new) {
+            if protects_table(d, new) {
                 // A table page allocated during this very change.
                 return None;
             }
@@ -669,8 +545,7 @@ pub unsafe fn update(
     while va < end {
         match leaf(root, va) {
             Some((_, _, level, d))
-                if is_normal(d)
-                    && !(d & SW_TABLE != 0 && blocks_tables(with_attrs(d, set, clear))) =>
+                if is_normal(d) && !protects_table(d, with_attrs(d, set, clear)) =>
             {
                 va = entry_end(va, level);
             }
@@ -698,7 +573,7 @@ pub unsafe fn attributes(start: u64, end: u64) -> Option<Attrs> {
     let mut va = start;
     while va < end {
         let (_, _, level, d) = leaf(root, va)?;
-        let a = attrs_of(d);
+        let a = uefi_attrs(attrs_of(d));
         if *first.get_or_insert(a) != a {
             return None;
         }
@@ -719,27 +594,21 @@ pub fn sync_icache(start: u64, len: u64) {
     let ctr: u64;
     // SAFETY: reading a system register.
     unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
-    let dline = 4u64 << ((ctr >> 16) & 0xf);
-    let iline = 4u64 << (ctr & 0xf);
-    let end = start.saturating_add(len);
-    if ctr & (1 << 28) == 0 {
-        let mut a = start & !(dline - 1);
-        while a < end {
+    let g = cache_geometry(ctr);
+    if g.clean_dcache {
+        for a in lines(start, len, g.dline) {
             // SAFETY: cleaning a data cache line to the point of
             // unification changes no memory contents.
             unsafe { asm!("dc cvau, {}", in(reg) a, options(nostack, preserves_flags)) };
-            a += dline;
         }
     }
     // SAFETY: a barrier.
     unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
-    if ctr & (1 << 29) == 0 {
-        let mut a = start & !(iline - 1);
-        while a < end {
+    if g.invalidate_icache {
+        for a in lines(start, len, g.iline) {
             // SAFETY: invalidating instruction cache lines changes no
             // memory contents.
             unsafe { asm!("ic ivau, {}", in(reg) a, options(nostack, preserves_flags)) };
-            a += iline;
         }
         // SAFETY: a barrier.
         unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
@@ -753,11 +622,10 @@ pub fn sync_icache(start: u64, len: u64) {
 /// RAM is XN unless [`update`] cleared it). WXN may be cached in TLBs, so
 /// they are invalidated.
 pub fn set_wxn(on: bool) {
-    const WXN: u64 = 1 << 19;
     let s: u64;
     // SAFETY: reading a system register.
     unsafe { asm!("mrs {}, sctlr_el1", out(reg) s, options(nomem, nostack, preserves_flags)) };
-    let new = if on { s | WXN } else { s & !WXN };
+    let new = with_wxn(s, on);
     if new == s {
         return;
     }
