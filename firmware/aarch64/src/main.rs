@@ -191,10 +191,7 @@ extern "C" fn rust_main(dtb: usize) -> ! {
             Conduit::Hvc
         }
     };
-    let _ = writeln!(
-        out,
-        "Ember: nothing (else) to boot on aarch64 yet; powering off"
-    );
+    let _ = writeln!(out, "Ember: nothing booted; powering off");
     psci(conduit, PSCI_SYSTEM_OFF);
     halt()
 }
