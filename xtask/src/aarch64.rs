@@ -274,6 +274,12 @@ if [ $E = 1 ]; then
   [ -r $L ] && LD=$(/bin/busybox tail -c +5 $L | /bin/busybox tr -d '\\000')
 fi
 echo \"EMBER-MARKER: arm64-kernel tsc=$T model=$M efi=$E rtc=$R efiwarn=$W acpi=$A osacpi=$AB dmi=$D loader=$LD cmdline=$(/bin/busybox cat /proc/cmdline)\"
+# ember.reboot: restart instead of powering off. With UEFI runtime services
+# Linux restarts through ResetSystem (arm64's machine_restart calls it
+# first); the harness runs QEMU with -no-reboot, so a reset ends it.
+if /bin/busybox grep -q ember.reboot /proc/cmdline; then
+  /bin/busybox reboot -f
+fi
 /bin/busybox poweroff -f
 ";
 

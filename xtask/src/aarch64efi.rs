@@ -245,7 +245,13 @@ pub fn test(fw: Firmware, filter: Option<&str>) -> Result<(usize, usize)> {
     let (mut pass, mut fail) = (0, 0);
     for case in cases {
         let token = run_token();
-        let options = format!("console=ttyAMA0 panic=-1 {token}");
+        // The UKI case ends with a restart: ResetSystem at run time.
+        let reboot = if case == "efi/aarch64-uki" {
+            " ember.reboot"
+        } else {
+            ""
+        };
+        let options = format!("console=ttyAMA0 panic=-1 {token}{reboot}");
         let img = disk(case, &g, &options)?;
         let label = fw.label(case);
         let log = logs.join(format!("{}.log", label.replace('/', "-")));
@@ -279,6 +285,15 @@ pub fn test(fw: Firmware, filter: Option<&str>) -> Result<(usize, usize)> {
             && !out.contains("EFI stub: ERROR");
         // With acpi=force the kernel must have run on the ACPI tables.
         let acpi_ok = case != "efi/aarch64-uki-acpi" || m.contains(" osacpi=1 ");
+        // The restart went through (QEMU exited on it) and Linux's call of
+        // ResetSystem did not fault (it would report a firmware bug in the
+        // EFI runtime service and fall back to PSCI itself).
+        let reset_ok = reboot.is_empty()
+            || (out.contains("reboot: Restarting system")
+                && !out.contains(crate::util::QEMU_KILLED)
+                && !out.contains("Firmware Bug")
+                && !out.contains("in EFI runtime service")
+                && !out.contains("EFI Runtime Services are disabled"));
         // Ember must say it picked the type #2 entry.
         let type2_ok = case != "efi/aarch64-uki-type2" || out.contains("): booting ember-arm64");
         let ok = m.starts_with("arm64-kernel")
@@ -286,9 +301,10 @@ pub fn test(fw: Firmware, filter: Option<&str>) -> Result<(usize, usize)> {
             && by_sdboot
             && runtime
             && acpi_ok
-            && type2_ok;
+            && type2_ok
+            && reset_ok;
         let what = match case {
-            "efi/aarch64-uki" => "BOOTAA64.EFI = UKI (linuxaa64.efi.stub)",
+            "efi/aarch64-uki" => "BOOTAA64.EFI = UKI (linuxaa64.efi.stub), then a restart through ResetSystem",
             "efi/aarch64-uki-acpi" => "the UKI with acpi=force: the kernel on QEMU's ACPI tables",
             "efi/aarch64-uki-type2" => "type #2 entry: the UKI in /EFI/Linux, no BOOTAA64.EFI",
             "efi/aarch64-systemd-boot" => {

@@ -206,9 +206,12 @@ pub fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// Appended to the console text of a VM that did not end by itself.
+pub const QEMU_KILLED: &str = "\n[xtask: QEMU did not exit within 300 s; killed]\n";
+
 /// Run a QEMU whose serial console goes to `log` until it exits (the guest
-/// powered off) or 300 s pass, then kill it; returns the log and the wall
-/// time.
+/// powered off) or 300 s pass, then kill it; returns the log (with
+/// [`QEMU_KILLED`] after it if it had to be killed) and the wall time.
 pub fn run_qemu_to_exit(
     mut cmd: std::process::Command,
     log: &Path,
@@ -217,16 +220,19 @@ pub fn run_qemu_to_exit(
     let _ = std::fs::remove_file(log);
     let mut child = cmd.spawn().map_err(|e| format!("qemu: {e}"))?;
     let start = Instant::now();
+    let mut exited = false;
     while start.elapsed() < Duration::from_secs(300) {
         if let Ok(Some(_)) = child.try_wait() {
+            exited = true;
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = child.kill();
     let _ = child.wait();
-    Ok((
-        std::fs::read_to_string(log).unwrap_or_default(),
-        start.elapsed(),
-    ))
+    let mut out = std::fs::read_to_string(log).unwrap_or_default();
+    if !exited {
+        out.push_str(QEMU_KILLED);
+    }
+    Ok((out, start.elapsed()))
 }
