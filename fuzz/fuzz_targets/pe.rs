@@ -1,5 +1,7 @@
 //! PE32+ validation and loading (the UEFI image loader): parse, then lay the
-//! image out at its preferred base and elsewhere.
+//! image out at its preferred base and elsewhere. The same bytes also go
+//! through the type #2 entry reader (`ember_bls::read_uki`), which reads
+//! only the headers and two sections of a UKI on the ESP.
 #![no_main]
 
 use ember_pe::PeImage;
@@ -9,6 +11,21 @@ use libfuzzer_sys::fuzz_target;
 const MAX_LOAD: u32 = 4 << 20;
 
 fuzz_target!(|data: &[u8]| {
+    let _ = ember_bls::read_uki(
+        "f.efi",
+        "/EFI/Linux/f.efi",
+        data.len() as u64,
+        &[ember_pe::MACHINE_X86_64, ember_pe::MACHINE_AARCH64],
+        |off, buf| {
+            let src = usize::try_from(off)
+                .ok()
+                .and_then(|o| data.get(o..))
+                .ok_or_else(|| String::from("read past the end"))?;
+            let n = src.len().min(buf.len());
+            buf[..n].copy_from_slice(&src[..n]);
+            Ok(n)
+        },
+    );
     let Ok(img) = PeImage::parse(data) else {
         return;
     };
