@@ -316,7 +316,9 @@ pub fn init(disks: &[crate::disk::Disk], rsdp: u64) -> Result<(), alloc::string:
     // reaches its data PC-relative). The memory-attributes table still
     // tells the OS which part is code. On aarch64 the code stays in flash
     // and the data is in RAM: two descriptors.
-    let [(img, _), _, (_, end)] = machine::machine().image_ranges();
+    // Ember's LoadedImage: its first region (the whole image on x86_64,
+    // the code in flash on aarch64).
+    let (img, end) = image_regions().first().copied().unwrap_or((0, 0));
     {
         let mut m = MAP.lock();
         let map = m.map_mut();
