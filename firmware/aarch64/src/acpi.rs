@@ -6,7 +6,6 @@
 //! device tree when both are there (`acpi=force` picks ACPI).
 
 use crate::fwcfg::FwCfg;
-use alloc::vec::Vec;
 use ember_fwcfg::dir::Directory;
 use ember_fwcfg::loader::{HostError, LoaderHost, Zone};
 use ember_mem::MemKind;
@@ -61,16 +60,16 @@ impl LoaderHost for Host<'_> {
     }
 }
 
-/// Run QEMU's table loader; the RSDP's address, if there are tables.
-pub fn install(fw: &FwCfg) -> Option<u64> {
-    let dir_bytes = fw.directory()?;
-    let dir = Directory::parse(&dir_bytes).ok()?;
-    let script: Vec<u8> = match dir.find("etc/table-loader") {
-        Some(_) => fw.read_file("etc/table-loader", 64 * 1024)?,
-        None => {
-            log::info!("fw_cfg: no ACPI tables (etc/table-loader)");
-            return None;
-        }
+/// Run QEMU's table loader with fw_cfg's file directory (`dir`, read
+/// once for ACPI and SMBIOS); the RSDP's address, if there are tables.
+pub fn install(fw: &FwCfg, dir: Directory<'_>) -> Option<u64> {
+    let Some(f) = dir.find("etc/table-loader") else {
+        log::info!("fw_cfg: no ACPI tables (etc/table-loader)");
+        return None;
+    };
+    let Some(script) = fw.read_entry(&f, 64 * 1024) else {
+        log::error!("ACPI: cannot read fw_cfg's etc/table-loader; no ACPI tables");
+        return None;
     };
     let loaded = match ember_fwcfg::run_loader(&script, &mut Host { fw, dir }) {
         Ok(l) => l,

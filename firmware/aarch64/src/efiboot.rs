@@ -64,8 +64,20 @@ pub fn prepare(disks: &[Disk], dtb: usize, ram: &[(u64, u64)]) -> Result<(), Str
         base => {
             // SAFETY: the registers set_fw_cfg was given.
             let fw = unsafe { crate::fwcfg::FwCfg::new(base) };
-            crate::smbios::install(&fw);
-            crate::acpi::install(&fw)
+            let bytes = fw.directory();
+            match bytes
+                .as_deref()
+                .and_then(|b| ember_fwcfg::dir::Directory::parse(b).ok())
+            {
+                Some(dir) => {
+                    crate::smbios::install(&fw, &dir);
+                    crate::acpi::install(&fw, dir)
+                }
+                None => {
+                    log::warn!("fw_cfg: no readable file directory (DMA); no ACPI or SMBIOS");
+                    None
+                }
+            }
         }
     };
     ember_uefi::init(disks, rsdp.unwrap_or(0))?;

@@ -120,7 +120,16 @@ impl FwCfg {
     pub fn read_file(&self, name: &str, limit: usize) -> Option<alloc::vec::Vec<u8>> {
         let dir = self.directory()?;
         let d = ember_fwcfg::dir::Directory::parse(&dir).ok()?;
-        let f = d.find(name)?;
+        self.read_entry(&d.find(name)?, limit)
+    }
+
+    /// A file of a directory already read ([`FwCfg::directory`]), whole by
+    /// DMA, at most `limit` bytes; `None` if unreadable.
+    pub fn read_entry(
+        &self,
+        f: &ember_fwcfg::dir::FileEntry<'_>,
+        limit: usize,
+    ) -> Option<alloc::vec::Vec<u8>> {
         let size = (f.size as usize).min(limit);
         let mut buf = alloc::vec![0u8; size];
         // SAFETY: `buf` is ours, `size` bytes.

@@ -141,12 +141,13 @@ extern "C" fn rust_main(dtb: usize) -> ! {
                 .regions()
                 .next()
                 .map(|r| (r.starting_address as usize, r.size.unwrap_or(0)));
-            if let Some(base) = platform::fw_cfg_base(&fdt) {
+            let fw_cfg = platform::fw_cfg_base(&fdt);
+            if let Some(base) = fw_cfg {
                 // SAFETY: the fw_cfg registers the device tree names,
                 // inside the device window the entry maps.
                 unsafe { efiboot::set_fw_cfg(base) };
             }
-            match (platform::fw_cfg_base(&fdt), ram) {
+            match (fw_cfg, ram) {
                 (Some(base), Some(ram)) => {
                     // SAFETY: the fw_cfg registers the device tree names,
                     // inside the device window the entry maps.

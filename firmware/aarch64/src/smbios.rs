@@ -6,6 +6,7 @@
 //! configuration table (`Machine::smbios_tables`).
 
 use crate::fwcfg::FwCfg;
+use ember_fwcfg::dir::Directory;
 use ember_mem::MemKind;
 use r_efi::efi;
 use spin::Once;
@@ -27,14 +28,16 @@ fn alloc(len: usize) -> Option<u64> {
     )
 }
 
-/// Place QEMU's tables; logs what happened.
-pub fn install(fw: &FwCfg) {
+/// Place QEMU's tables, found in fw_cfg's file directory `dir`; logs what
+/// happened.
+pub fn install(fw: &FwCfg, dir: &Directory<'_>) {
     if ENTRY.get().is_some() {
         return;
     }
+    let read = |name, limit| fw.read_entry(&dir.find(name)?, limit);
     let (Some(tables), Some(mut anchor)) = (
-        fw.read_file("etc/smbios/smbios-tables", 64 * 1024),
-        fw.read_file("etc/smbios/smbios-anchor", 64),
+        read("etc/smbios/smbios-tables", 64 * 1024),
+        read("etc/smbios/smbios-anchor", 64),
     ) else {
         log::info!("SMBIOS: fw_cfg has no tables from QEMU");
         return;
