@@ -85,6 +85,19 @@ struct Found {
     uuid: Option<ember_part::Guid>,
 }
 
+impl Found {
+    /// `entry`, found on partition `p`.
+    fn on(p: &ember_part::Partition, entry: Entry) -> Found {
+        Found {
+            entry,
+            first_lba: p.first_lba,
+            num_blocks: p.num_blocks,
+            part: p.number,
+            uuid: p.unique_guid,
+        }
+    }
+}
+
 /// The disk's entries, sorted, and loader.conf from its ESP.
 fn entries(name: &str, dev: &mut dyn BlockDevice) -> (Vec<Found>, LoaderConf) {
     let mut found = Vec::new();
@@ -138,13 +151,7 @@ fn entries(name: &str, dev: &mut dyn BlockDevice) -> (Vec<Found>, LoaderConf) {
                     )
                 });
                 match entry {
-                    Ok(entry) => found.push(Found {
-                        entry,
-                        first_lba: p.first_lba,
-                        num_blocks: p.num_blocks,
-                        part: p.number,
-                        uuid: p.unique_guid,
-                    }),
+                    Ok(entry) => found.push(Found::on(p, entry)),
                     Err(e) => log::warn!("{name} partition {}: {path}: {e}", p.number),
                 }
             }
@@ -169,13 +176,7 @@ fn entries(name: &str, dev: &mut dyn BlockDevice) -> (Vec<Found>, LoaderConf) {
                         e.architecture
                     )
                 }
-                Ok(entry) => found.push(Found {
-                    entry,
-                    first_lba: p.first_lba,
-                    num_blocks: p.num_blocks,
-                    part: p.number,
-                    uuid: p.unique_guid,
-                }),
+                Ok(entry) => found.push(Found::on(p, entry)),
                 Err(e) => log::warn!("{name} partition {}: {path}: {e}", p.number),
             }
         }
