@@ -16,8 +16,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use ember_uefi::flash::Pflash;
 use ember_uefi::machine::{Attrs, Machine, Wakeup};
-use ember_uefi_data::clock;
-use r_efi::efi::{self, Status, Time};
+use r_efi::efi::{Status, Time};
 
 pub struct Virt;
 
@@ -181,35 +180,14 @@ impl Machine for Virt {
         }
         // SAFETY: the PL031 set_rtc was given.
         let secs = unsafe { core::ptr::read_volatile((base + RTC_DR) as *const u32) };
-        let (y, mo, d, h, mi, s) = clock::from_unix(i64::from(secs));
-        Ok(Time {
-            year: y as u16,
-            month: mo as u8,
-            day: d as u8,
-            hour: h as u8,
-            minute: mi as u8,
-            second: s as u8,
-            pad1: 0,
-            nanosecond: 0,
-            timezone: efi::UNSPECIFIED_TIMEZONE,
-            daylight: 0,
-            pad2: 0,
-        })
+        Ok(ember_uefi::runtime::time_at(secs))
     }
     fn rtc_set(&self, t: &Time) -> Status {
         let base = PL031.load(Ordering::Relaxed);
         if base == 0 {
             return Status::DEVICE_ERROR;
         }
-        let secs = clock::to_unix(
-            i64::from(t.year),
-            u32::from(t.month),
-            u32::from(t.day),
-            u32::from(t.hour),
-            u32::from(t.minute),
-            u32::from(t.second),
-        );
-        let Ok(secs) = u32::try_from(secs) else {
+        let Ok(secs) = u32::try_from(ember_uefi::runtime::unix_seconds(t)) else {
             return Status::INVALID_PARAMETER; // the PL031 counts 32 bits from 1970
         };
         // SAFETY: the PL031 set_rtc was given.

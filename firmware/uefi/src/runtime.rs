@@ -282,6 +282,38 @@ fn at_runtime() -> bool {
 
 // ---- time ----------------------------------------------------------------
 
+/// Seconds since 1970-01-01 UTC of an EFI_TIME (its time zone ignored:
+/// Ember's clocks keep UTC).
+pub fn unix_seconds(t: &Time) -> i64 {
+    ember_uefi_data::clock::to_unix(
+        i64::from(t.year),
+        u32::from(t.month),
+        u32::from(t.day),
+        u32::from(t.hour),
+        u32::from(t.minute),
+        u32::from(t.second),
+    )
+}
+
+/// The EFI_TIME (UTC, time zone unspecified) of a count of Unix seconds
+/// from an RTC that keeps them (0 ..= u32::MAX: years 1970..2106).
+pub fn time_at(secs: u32) -> Time {
+    let (y, mo, d, h, mi, s) = ember_uefi_data::clock::from_unix(i64::from(secs));
+    Time {
+        year: y as u16,
+        month: mo as u8,
+        day: d as u8,
+        hour: h as u8,
+        minute: mi as u8,
+        second: s as u8,
+        pad1: 0,
+        nanosecond: 0,
+        timezone: efi::UNSPECIFIED_TIMEZONE,
+        daylight: 0,
+        pad2: 0,
+    }
+}
+
 fn valid(t: &Time) -> bool {
     (1900..=9999).contains(&t.year)
         && (1..=12).contains(&t.month)

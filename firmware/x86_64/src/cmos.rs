@@ -4,6 +4,7 @@
 
 use crate::arch::io::{inb, outb};
 use ember_uefi::machine::Wakeup;
+use ember_uefi::runtime::unix_seconds;
 use r_efi::efi::{self, Status, Time};
 use spin::Mutex;
 
@@ -88,16 +89,6 @@ static WAKE: Mutex<Option<Time>> = Mutex::new(None);
 const RTC_B_AIE: u8 = 0x20;
 const RTC_C_AF: u8 = 0x20;
 
-fn seconds(t: &Time) -> i64 {
-    ember_uefi_data::clock::to_unix(
-        i64::from(t.year),
-        u32::from(t.month),
-        u32::from(t.day),
-        u32::from(t.hour),
-        u32::from(t.minute),
-        u32::from(t.second),
-    )
-}
 
 /// The time of day in the RTC's own format (BCD or binary, 12 or 24 h).
 fn rtc_hour(hour: u8, b: u8) -> u8 {
@@ -185,7 +176,7 @@ pub fn wakeup_set(enable: bool, t: Option<&Time>) -> Status {
     let Some(&t) = t else {
         return Status::INVALID_PARAMETER;
     };
-    let ahead = seconds(&t) - seconds(&now);
+    let ahead = unix_seconds(&t) - unix_seconds(&now);
     if !(0..=86_400).contains(&ahead) {
         return Status::UNSUPPORTED;
     }
