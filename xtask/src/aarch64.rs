@@ -122,23 +122,31 @@ fn utc_date(secs_ago: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// QEMU arguments for `img` as a disk (the VM's writes discarded) behind
+/// `device`, e.g. `virtio-blk-device` (virtio-mmio) or `virtio-blk-pci`.
+pub(crate) fn drive(img: &Path, device: &str) -> Vec<std::ffi::OsString> {
+    vec![
+        "-drive".into(),
+        format!(
+            "file={},format=raw,if=none,id=d0,snapshot=on",
+            img.display()
+        )
+        .into(),
+        "-device".into(),
+        format!("{device},drive=d0").into(),
+    ]
+}
+
 /// The platform check: Ember alone (no kernel) with `mem_mib` of RAM and
 /// `disk` as a virtio-mmio block device.
 fn boot(log: &Path, mem_mib: u32, disk: &Path) -> Result<String> {
-    let args: Vec<std::ffi::OsString> = vec![
+    let mut args: Vec<std::ffi::OsString> = vec![
         "-m".into(),
         format!("{mem_mib}M").into(),
         "-bios".into(),
         dist_bin().into(),
-        "-drive".into(),
-        format!(
-            "file={},format=raw,if=none,id=d0,snapshot=on",
-            disk.display()
-        )
-        .into(),
-        "-device".into(),
-        "virtio-blk-device,drive=d0".into(),
     ];
+    args.extend(drive(disk, "virtio-blk-device"));
     boot_guest_bare(log, &args).map(|(out, _)| out)
 }
 
@@ -563,17 +571,7 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
         // Boot `img` behind `device`: (console, wall time).
         let boot = |case: &str, img: &Path, device: &str| -> Result<(String, Duration)> {
             let log = logs.join(format!("{}.log", case.replace('/', "-")));
-            let args: Vec<std::ffi::OsString> = vec![
-                "-drive".into(),
-                format!(
-                    "file={},format=raw,if=none,id=d0,snapshot=on",
-                    img.display()
-                )
-                .into(),
-                "-device".into(),
-                device.into(),
-            ];
-            boot_guest(&log, &args)
+            boot_guest(&log, &drive(img, device))
         };
         if want("bls/aarch64-virt") || want("bls/aarch64-virt-pci") {
             // A decoy entry for x86_64 (first in sort order) that Ember
@@ -590,14 +588,10 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
             // The same disk behind virtio-mmio and behind virtio-pci (the
             // generic ECAM bridge, BARs from its `ranges`).
             for (case, device, what) in [
-                (
-                    "bls/aarch64-virt",
-                    "virtio-blk-device,drive=d0",
-                    "virtio-mmio",
-                ),
+                ("bls/aarch64-virt", "virtio-blk-device", "virtio-mmio"),
                 (
                     "bls/aarch64-virt-pci",
-                    "virtio-blk-pci,drive=d0,disable-legacy=on",
+                    "virtio-blk-pci,disable-legacy=on",
                     "PCIe (ECAM, BARs from ranges, 64-bit BAR at 512 GiB), virtio-pci",
                 ),
             ] {
@@ -630,7 +624,7 @@ pub fn test(filter: Option<&str>) -> Result<(usize, usize)> {
                 entry("devicetree /dtb/virt.dtb\n"),
                 vec![("/dtb/virt.dtb".into(), Src::Host(dtb))],
             )?;
-            let (out, wall) = boot(case, &img, "virtio-blk-device,drive=d0")?;
+            let (out, wall) = boot(case, &img, "virtio-blk-device")?;
             let m = marker(&out);
             let ok = m.starts_with("arm64-kernel")
                 && m.contains(&token)
@@ -771,15 +765,7 @@ pub fn bench(runs: usize) -> Result<bool> {
         a.extend(os(&["-append", append]));
         a
     };
-    let disk_args = os(&[
-        "-drive",
-        &format!(
-            "file={},format=raw,if=none,id=d0,snapshot=on",
-            disk.display()
-        ),
-        "-device",
-        "virtio-blk-device,drive=d0",
-    ]);
+    let disk_args = drive(&disk, "virtio-blk-device");
     // The UEFI chains' disks (`efi/aarch64-*` layouts) with the same
     // command line: a UKI as BOOTAA64.EFI; systemd-boot, also the default
     // `efi` entry (so that Ember runs it rather than the kernel entry);
@@ -792,18 +778,7 @@ pub fn bench(runs: usize) -> Result<bool> {
             .join("bench-uki.img"),
         vec![(format!("/EFI/BOOT/{}", g.loaders.boot_name), Src::Host(uki))],
     )?;
-    let drive = |img: &Path| {
-        os(&[
-            "-drive",
-            &format!(
-                "file={},format=raw,if=none,id=d0,snapshot=on",
-                img.display()
-            ),
-            "-device",
-            "virtio-blk-device,drive=d0",
-        ])
-    };
-    let uki_args = drive(&uki_disk);
+    let uki_args = drive(&uki_disk, "virtio-blk-device");
     // (`disk` names its images after the case: copy them away from the
     // test's own.)
     let chain_disk = |case: &str, name: &str| -> Result<PathBuf> {
@@ -812,8 +787,14 @@ pub fn bench(runs: usize) -> Result<bool> {
         std::fs::rename(&built, &to).map_err(|e| format!("rename {}: {e}", built.display()))?;
         Ok(to)
     };
-    let sdboot_args = drive(&chain_disk("efi/aarch64-systemd-boot", "bench-sdboot.img")?);
-    let grub_args = drive(&chain_disk("efi/aarch64-shim-grub", "bench-shim-grub.img")?);
+    let sdboot_args = drive(
+        &chain_disk("efi/aarch64-systemd-boot", "bench-sdboot.img")?,
+        "virtio-blk-device",
+    );
+    let grub_args = drive(
+        &chain_disk("efi/aarch64-shim-grub", "bench-shim-grub.img")?,
+        "virtio-blk-device",
+    );
     let aavmf = aavmf_args();
     let ember = vec![std::ffi::OsString::from("-bios"), dist_bin().into()];
     // (name, firmware args, boot args, what it is)

@@ -257,16 +257,7 @@ pub fn test(fw: Firmware, filter: Option<&str>) -> Result<(usize, usize)> {
         let log = logs.join(format!("{}.log", label.replace('/', "-")));
         let mut args: Vec<OsString> = vec!["-m".into(), "1G".into()];
         args.extend(fw.args());
-        args.extend([
-            "-drive".into(),
-            format!(
-                "file={},format=raw,if=none,id=d0,snapshot=on",
-                img.display()
-            )
-            .into(),
-            "-device".into(),
-            "virtio-blk-device,drive=d0".into(),
-        ]);
+        args.extend(crate::aarch64::drive(&img, "virtio-blk-device"));
         let (out, wall) = boot_guest_bare(&log, &args)?;
         let m = marker(&out);
         // systemd-boot also sets LoaderTimeExecUSec, which the OS must read
