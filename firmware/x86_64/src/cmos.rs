@@ -89,7 +89,6 @@ static WAKE: Mutex<Option<Time>> = Mutex::new(None);
 const RTC_B_AIE: u8 = 0x20;
 const RTC_C_AF: u8 = 0x20;
 
-
 /// The time of day in the RTC's own format (BCD or binary, 12 or 24 h).
 fn rtc_hour(hour: u8, b: u8) -> u8 {
     let bcd = b & 0x04 == 0;
